@@ -1,0 +1,43 @@
+# The two commands of the README: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODELS := build/models
+HTTP_PORT ?= 8080
+GRPC_PORT ?= 8081
+
+.PHONY: install serve test lint protos sample-models clean
+
+$(STAMP): pyproject.toml shared/core/pyproject.toml runtimes/sklearnserver/pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-e shared/core -e runtimes/sklearnserver -e '.[dev]'
+	touch $(STAMP)
+
+## install: create .venv with the core, the runtimes and the dev tools (pinned)
+install: $(STAMP)
+
+## sample-models: train the sample models from data scikit-learn ships
+sample-models: install
+	$(BIN)/python examples/sample_models.py $(MODELS)
+
+## serve: install, build the iris sample, serve it on 8080 (HTTP) and 8081 (gRPC)
+serve: sample-models
+	exec $(BIN)/python -m sklearnserver --model_name iris --model_dir $(MODELS)/sklearn/iris \
+		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
+
+## test: install and run the whole test suite
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff over the repository
+lint: install
+	$(BIN)/ruff check .
+
+## protos: regenerate the gRPC descriptor from the .proto
+protos: install
+	$(BIN)/python scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis

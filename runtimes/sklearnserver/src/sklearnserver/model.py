@@ -1,0 +1,148 @@
+"""scikit-learn runtime: an estimator or Pipeline from .pkl, .pickle or .joblib.
+
+Outputs ``predict`` (the default) and ``predict_proba`` where the estimator
+has it; KServe's ``PREDICT_PROBA`` environment variable makes probabilities
+the default. Metadata comes from the fitted estimator: feature count and
+names, class labels and output datatypes.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from modelserver.datatypes import datatype_of
+from modelserver.discovery import find_model_file
+from modelserver.errors import InvalidInput, ModelLoadError
+from modelserver.model import Model, tensor_spec
+
+EXTENSIONS = (".joblib", ".pkl", ".pickle")
+
+# A model fitted on a DataFrame and called with a plain array is fine; the
+# warning would be logged on every request.
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+
+def _categorical_string_columns(columns: Any) -> set[str]:
+    """Columns a ColumnTransformer encodes from string categories: BYTES inputs."""
+    found: set[str] = set()
+    for _name, transformer, cols in columns.transformers_:
+        categories = getattr(transformer, "categories_", None)
+        if categories is None and hasattr(transformer, "steps"):
+            categories = getattr(transformer.steps[-1][1], "categories_", None)
+        if categories is None or not isinstance(cols, list | tuple):
+            continue
+        for col, cats in zip(cols, categories, strict=False):
+            if np.asarray(cats).dtype.kind in "OUS":
+                found.add(str(col))
+    return found
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class SKLearnModel(Model):
+    """Serves one fitted scikit-learn estimator."""
+
+    extensions = EXTENSIONS
+    platform = "sklearn"
+    server_name = "sklearnserver"
+
+    def load(self) -> None:
+        assert self.model_dir is not None
+        path = find_model_file(self.model_dir, self.extensions)
+        self.path = path
+        self.estimator = self._read(path)
+        if not hasattr(self.estimator, "predict"):
+            raise ModelLoadError(
+                f"{path.name} holds a {type(self.estimator).__name__}, which has no predict method"
+            )
+        self.n_features: int | None = getattr(self.estimator, "n_features_in_", None)
+        names = getattr(self.estimator, "feature_names_in_", None)
+        self.feature_names: list[str] | None = [str(n) for n in names] if names is not None else None
+        self.classes = getattr(self.estimator, "classes_", None)
+        self.output_methods["predict"] = self._predict
+        if hasattr(self.estimator, "predict_proba"):
+            self.output_methods["predict_proba"] = self._predict_proba
+        want_proba = _env_true("PREDICT_PROBA") or bool(self.options.get("predict_proba"))
+        self.default_outputs = ["predict_proba" if want_proba and "predict_proba" in self.output_methods else "predict"]
+        nthread = int(self.options.get("nthread") or 0)
+        if nthread > 0 and hasattr(self.estimator, "n_jobs"):
+            self.estimator.n_jobs = nthread
+
+    @staticmethod
+    def _read(path: Path) -> Any:
+        try:
+            if path.suffix.lower() == ".joblib":
+                return joblib.load(path)
+            with path.open("rb") as f:
+                return pickle.load(f)
+        except Exception as exc:
+            raise ModelLoadError(f"Cannot read {path}: {type(exc).__name__}: {exc}") from exc
+
+    def _check(self, inputs: Any) -> None:
+        if self.n_features is None or not hasattr(inputs, "shape") or len(inputs.shape) != 2:
+            return
+        if inputs.shape[1] != self.n_features:
+            raise InvalidInput(
+                f"Model '{self.name}' expects {self.n_features} features per row, got {inputs.shape[1]}"
+            )
+
+    def _predict(self, inputs: Any) -> Any:
+        self._check(inputs)
+        return self.estimator.predict(inputs)
+
+    def _predict_proba(self, inputs: Any) -> Any:
+        self._check(inputs)
+        return self.estimator.predict_proba(inputs)
+
+    def predict(self, inputs: Any) -> Any:
+        return self._predict(inputs)
+
+    # -- metadata ------------------------------------------------------------
+
+    def inputs_metadata(self) -> list[dict[str, Any]]:
+        n = self.n_features if self.n_features is not None else -1
+        columns = self._column_transformer()
+        if self.feature_names is not None and columns is not None:
+            text = _categorical_string_columns(columns)
+            return [
+                tensor_spec(name, "BYTES" if name in text else "FP64", [-1])
+                for name in self.feature_names
+            ]
+        return [tensor_spec("input-0", "FP64", [-1, n])]
+
+    def _column_transformer(self) -> Any:
+        """The leading ColumnTransformer, whose columns are named inputs (a DataFrame)."""
+        steps = getattr(self.estimator, "steps", None)
+        first = steps[0][1] if steps else self.estimator
+        return first if hasattr(first, "transformers_") else None
+
+    def outputs_metadata(self) -> list[dict[str, Any]]:
+        outputs = []
+        label_type = "FP64"
+        if self.classes is not None:
+            label_type = datatype_of(np.asarray(self.classes).dtype)
+        outputs.append(tensor_spec("predict", label_type, [-1]))
+        if "predict_proba" in self.output_methods:
+            n_classes = len(self.classes) if self.classes is not None else -1
+            outputs.append(tensor_spec("predict_proba", "FP64", [-1, n_classes]))
+        return outputs
+
+    def metadata_parameters(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"estimator": type(self.estimator).__name__}
+        if self.n_features is not None:
+            params["n_features"] = self.n_features
+        if self.feature_names is not None:
+            params["feature_names"] = self.feature_names
+        if self.classes is not None:
+            params["classes"] = np.asarray(self.classes).tolist()
+        params["default_outputs"] = self.default_outputs
+        return params

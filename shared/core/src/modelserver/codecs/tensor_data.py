@@ -1,0 +1,209 @@
+"""Tensor data to and from its wire forms: JSON values, raw bytes, BYTES framing.
+
+Shared by every codec. Each function validates what it is given against the
+declared datatype and shape before any allocation that the shape alone would
+size, so a request cannot make the server allocate what it did not send.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from ..datatypes import DATATYPE_TO_DTYPE, FLOAT_DATATYPES, INTEGER_DATATYPES
+from ..errors import InvalidInput
+
+#: More dimensions than any real model uses; bounds the work of validation.
+MAX_RANK = 32
+
+_LEN = struct.Struct("<I")
+
+
+def check_datatype(datatype: Any, name: str) -> np.dtype:
+    """The numpy dtype for a declared datatype, or InvalidInput naming the tensor."""
+    if not isinstance(datatype, str):
+        raise InvalidInput(f"Tensor '{name}': 'datatype' must be a string")
+    dtype = DATATYPE_TO_DTYPE.get(datatype)
+    if dtype is None:
+        raise InvalidInput(
+            f"Tensor '{name}': unsupported datatype '{datatype}'; "
+            f"expected one of {', '.join(DATATYPE_TO_DTYPE)}"
+        )
+    return dtype
+
+
+def check_shape(shape: Any, name: str) -> tuple[tuple[int, ...], int]:
+    """Validate a declared shape; return it as a tuple with its element count.
+
+    The count is computed with Python integers, so a huge or overflowing shape
+    is caught here (it can never match the data sent) instead of wrapping.
+    """
+    if not isinstance(shape, list | tuple):
+        raise InvalidInput(f"Tensor '{name}': 'shape' must be a list of integers")
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(f"Tensor '{name}': shape has {len(shape)} dimensions, more than {MAX_RANK}")
+    for dim in shape:
+        if type(dim) is not int:
+            raise InvalidInput(f"Tensor '{name}': shape {list(shape)} must hold only integers")
+        if dim < 0:
+            raise InvalidInput(f"Tensor '{name}': shape {list(shape)} has a negative dimension")
+    return tuple(shape), math.prod(shape)
+
+
+def _flatten_strings(data: Any, out: list[bytes], name: str) -> None:
+    for item in data:
+        if isinstance(item, str):
+            out.append(item.encode("utf-8"))
+        elif isinstance(item, list):
+            _flatten_strings(item, out, name)
+        elif isinstance(item, bytes):
+            out.append(item)
+        else:
+            raise InvalidInput(
+                f"Tensor '{name}': BYTES data must hold strings, got {type(item).__name__}"
+            )
+
+
+def array_from_json(
+    data: Any, datatype: str, shape: tuple[int, ...], count: int, name: str
+) -> np.ndarray:
+    """Build the numpy array for JSON ``data`` (flat or nested) of a declared tensor.
+
+    Values of the wrong kind (strings for numbers, floats for integers, numbers
+    for BOOL), values out of the datatype's range, ragged nesting and an
+    element count that disagrees with the shape are all InvalidInput.
+    """
+    if not isinstance(data, list):
+        data = [data]
+    if datatype == "BYTES":
+        flat: list[bytes] = []
+        _flatten_strings(data, flat, name)
+        if len(flat) != count:
+            raise InvalidInput(
+                f"Tensor '{name}': shape {list(shape)} needs {count} elements, data has {len(flat)}"
+            )
+        arr = np.empty(count, dtype=object)
+        arr[:] = flat
+        return arr.reshape(shape)
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(f"Tensor '{name}': data is not a regular array of {datatype}: {exc}") from None
+    if arr.size != count:
+        raise InvalidInput(
+            f"Tensor '{name}': shape {list(shape)} needs {count} elements, data has {arr.size}"
+        )
+    kind = arr.dtype.kind
+    if count:
+        _check_kind(kind, arr, datatype, name)
+    return arr.astype(DATATYPE_TO_DTYPE[datatype], copy=False).reshape(shape)
+
+
+def _check_kind(kind: str, arr: np.ndarray, datatype: str, name: str) -> None:
+    if datatype == "BOOL":
+        if kind != "b":
+            raise InvalidInput(f"Tensor '{name}': BOOL data must hold true/false values")
+        return
+    if kind in "US":
+        raise InvalidInput(f"Tensor '{name}': {datatype} data holds strings where numbers belong")
+    if datatype in FLOAT_DATATYPES:
+        if kind not in "iuf":
+            raise InvalidInput(f"Tensor '{name}': {datatype} data must hold numbers")
+        return
+    if datatype in INTEGER_DATATYPES:
+        if kind not in "iu":
+            what = "fractional numbers" if kind == "f" else "values that are not integers"
+            raise InvalidInput(f"Tensor '{name}': {datatype} data holds {what}")
+        info = np.iinfo(DATATYPE_TO_DTYPE[datatype])
+        if arr.min() < info.min or arr.max() > info.max:
+            raise InvalidInput(
+                f"Tensor '{name}': {datatype} data has values outside [{info.min}, {info.max}]"
+            )
+
+
+def parse_bytes_elements(buf: memoryview | bytes, count: int, name: str) -> np.ndarray:
+    """Split length-prefixed BYTES elements (4-byte little-endian length, then data)."""
+    items: list[bytes] = []
+    view = memoryview(buf)
+    offset, end = 0, len(view)
+    while offset < end:
+        if offset + 4 > end:
+            raise InvalidInput(f"Tensor '{name}': truncated BYTES element length")
+        (length,) = _LEN.unpack_from(view, offset)
+        offset += 4
+        if offset + length > end:
+            raise InvalidInput(f"Tensor '{name}': BYTES element runs past the end of its data")
+        items.append(bytes(view[offset : offset + length]))
+        offset += length
+        if len(items) > count:
+            break
+    if len(items) != count:
+        raise InvalidInput(
+            f"Tensor '{name}': expected {count} BYTES elements, data holds {len(items)}"
+        )
+    arr = np.empty(count, dtype=object)
+    arr[:] = items
+    return arr
+
+
+def array_from_raw(
+    buf: memoryview | bytes, datatype: str, shape: tuple[int, ...], count: int, name: str
+) -> np.ndarray:
+    """A zero-copy numpy view of raw little-endian tensor bytes (BYTES: parsed)."""
+    if datatype == "BYTES":
+        return parse_bytes_elements(buf, count, name).reshape(shape)
+    dtype = DATATYPE_TO_DTYPE[datatype]
+    expected = count * dtype.itemsize
+    if len(buf) != expected:
+        raise InvalidInput(
+            f"Tensor '{name}': {datatype} shape {list(shape)} needs {expected} bytes, got {len(buf)}"
+        )
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def _as_bytes(item: Any) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    return str(item).encode("utf-8")
+
+
+def serialize_bytes_elements(arr: np.ndarray) -> bytes:
+    """Length-prefix every element of a BYTES tensor, in row-major order."""
+    parts: list[bytes] = []
+    for item in arr.reshape(-1):
+        b = _as_bytes(item)
+        parts.append(_LEN.pack(len(b)))
+        parts.append(b)
+    return b"".join(parts)
+
+
+def array_to_raw(arr: np.ndarray, datatype: str) -> bytes:
+    """Raw little-endian bytes of a tensor, as the binary extension and gRPC carry it."""
+    if datatype == "BYTES":
+        return serialize_bytes_elements(arr)
+    dtype = DATATYPE_TO_DTYPE[datatype]
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr.tobytes(order="C")
+
+
+def array_to_json(arr: np.ndarray, datatype: str) -> Any:
+    """A value orjson serialises as the flat JSON ``data`` of a tensor.
+
+    Numeric arrays go to orjson as contiguous numpy (no Python objects made);
+    BYTES become strings.
+    """
+    if datatype == "BYTES":
+        return [
+            item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
+            for item in arr.reshape(-1)
+        ]
+    dtype = DATATYPE_TO_DTYPE[datatype]
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return np.ascontiguousarray(arr.reshape(-1))

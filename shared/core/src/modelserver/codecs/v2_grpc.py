@@ -1,0 +1,162 @@
+"""Open Inference Protocol v2 over gRPC: ModelInferRequest/Response to and from our types.
+
+Both tensor carriers are supported: typed ``contents`` and
+``raw_input_contents``/``raw_output_contents``. A response mirrors its
+request (raw in, raw out; typed in, typed out) except where a datatype has no
+typed field (FP16), which forces raw for the whole response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..datatypes import DATATYPE_TO_DTYPE
+from ..errors import InvalidInput
+from ..grpc import messages as pb
+from ..types import InferRequest, InferResponse, RequestedOutput, Tensor
+from .tensor_data import array_from_raw, array_to_raw, check_datatype, check_shape
+
+#: The typed-contents field that carries each datatype (FP16 has none).
+CONTENTS_FIELD: dict[str, str] = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_NARROW = frozenset(["INT8", "INT16", "UINT8", "UINT16"])
+
+
+def parameters_from_proto(params: Any) -> dict[str, Any]:
+    """A protobuf parameter map as a plain dict of Python values."""
+    if not params:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        which = value.WhichOneof("parameter_choice")
+        out[key] = getattr(value, which) if which else None
+    return out
+
+
+def parameters_to_proto(target: Any, params: dict[str, Any]) -> None:
+    """Write plain Python parameter values into a protobuf parameter map."""
+    for key, value in params.items():
+        slot = target[key]
+        if isinstance(value, bool):
+            slot.bool_param = value
+        elif isinstance(value, int):
+            if value >= 0 and value > 2**63 - 1:
+                slot.uint64_param = value
+            else:
+                slot.int64_param = value
+        elif isinstance(value, float):
+            slot.double_param = value
+        else:
+            slot.string_param = str(value)
+
+
+def _typed_array(tensor: Any, datatype: str, shape: tuple[int, ...], count: int, name: str) -> np.ndarray:
+    field = CONTENTS_FIELD.get(datatype)
+    if field is None:
+        raise InvalidInput(f"Tensor '{name}': {datatype} data must be sent in raw_input_contents")
+    values = getattr(tensor.contents, field)
+    if len(values) != count:
+        raise InvalidInput(
+            f"Tensor '{name}': shape {list(shape)} needs {count} elements, "
+            f"{field} has {len(values)}"
+        )
+    if datatype == "BYTES":
+        arr = np.empty(count, dtype=object)
+        arr[:] = list(values)
+        return arr.reshape(shape)
+    dtype = DATATYPE_TO_DTYPE[datatype]
+    if datatype in _NARROW:
+        wide = np.array(values, dtype=np.int64)
+        info = np.iinfo(dtype)
+        if count and (wide.min() < info.min or wide.max() > info.max):
+            raise InvalidInput(
+                f"Tensor '{name}': {datatype} data has values outside [{info.min}, {info.max}]"
+            )
+        return wide.astype(dtype).reshape(shape)
+    return np.array(values, dtype=dtype).reshape(shape)
+
+
+def decode_infer_request(msg: Any) -> InferRequest:
+    """Decode a ModelInferRequest; InvalidInput for anything inconsistent."""
+    if not msg.inputs:
+        raise InvalidInput("Inference request must have at least one input")
+    raw = msg.raw_input_contents
+    if raw and len(raw) != len(msg.inputs):
+        raise InvalidInput(
+            f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs"
+        )
+    inputs: list[Tensor] = []
+    seen: set[str] = set()
+    for index, tensor in enumerate(msg.inputs):
+        name = tensor.name
+        if not name:
+            raise InvalidInput(f"Input {index} must have a name")
+        if name in seen:
+            raise InvalidInput(f"Input '{name}' appears more than once")
+        seen.add(name)
+        datatype = tensor.datatype
+        check_datatype(datatype, name)
+        shape, count = check_shape(list(tensor.shape), name)
+        if raw:
+            if tensor.HasField("contents"):
+                raise InvalidInput(f"Input '{name}' has both contents and raw_input_contents")
+            data = array_from_raw(raw[index], datatype, shape, count, name)
+        else:
+            data = _typed_array(tensor, datatype, shape, count, name)
+        inputs.append(Tensor(name, datatype, shape, data, parameters_from_proto(tensor.parameters)))
+    outputs = None
+    if msg.outputs:
+        outputs = [
+            RequestedOutput(o.name, parameters_from_proto(o.parameters)) for o in msg.outputs
+        ]
+    return InferRequest(
+        model_name=msg.model_name,
+        model_version=msg.model_version or None,
+        id=msg.id or None,
+        inputs=inputs,
+        outputs=outputs,
+        parameters=parameters_from_proto(msg.parameters),
+    )
+
+
+def encode_infer_response(response: InferResponse, raw: bool = True) -> Any:
+    """Build the ModelInferResponse; ``raw`` selects raw_output_contents."""
+    msg = pb.ModelInferResponse(model_name=response.model_name)
+    if response.model_version:
+        msg.model_version = response.model_version
+    if response.id:
+        msg.id = response.id
+    if response.parameters:
+        parameters_to_proto(msg.parameters, response.parameters)
+    if not raw and any(t.datatype not in CONTENTS_FIELD for t in response.outputs):
+        raw = True
+    for tensor in response.outputs:
+        out = msg.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        if tensor.parameters:
+            parameters_to_proto(out.parameters, tensor.parameters)
+        if raw:
+            msg.raw_output_contents.append(array_to_raw(tensor.data, tensor.datatype))
+        else:
+            field = getattr(out.contents, CONTENTS_FIELD[tensor.datatype])
+            flat = tensor.data.reshape(-1)
+            if tensor.datatype == "BYTES":
+                field.extend(
+                    x if isinstance(x, bytes) else str(x).encode("utf-8") for x in flat
+                )
+            else:
+                field.extend(flat.tolist())
+    return msg

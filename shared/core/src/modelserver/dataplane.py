@@ -1,0 +1,96 @@
+"""Protocol-agnostic operations: health, metadata, inference, repository.
+
+The transports call these and only encode what comes back. Answers that do
+not change between requests (server metadata, each model's metadata) are
+computed when the repository changes, not per request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from . import __version__
+from .errors import InvalidInput, ModelLoadError, ModelServerError
+from .model import Model
+from .repository import ModelRepository
+from .types import InferRequest, InferResponse
+
+#: The protocol extensions this server implements, as server metadata lists them.
+EXTENSIONS = ("binary_tensor_data", "model_repository")
+
+
+class DataPlane:
+    """The server's operations over one model repository."""
+
+    def __init__(self, repository: ModelRepository, server_name: str = "modelserver"):
+        self.repository = repository
+        self.server_name = server_name
+        self.draining = False
+        self.started_at = time.time()
+        self.server_metadata_dict: dict[str, Any] = {
+            "name": server_name,
+            "version": __version__,
+            "extensions": list(EXTENSIONS),
+        }
+        self.server_metadata_json = orjson.dumps(self.server_metadata_dict)
+        self._metadata_json: dict[str, bytes] = {}
+        repository.on_change.append(self._refresh)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._metadata_json = {
+            name: orjson.dumps(model.metadata()) for name, model in self.repository.models.items()
+        }
+
+    # -- health -------------------------------------------------------------
+
+    @staticmethod
+    def live() -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return not self.draining and self.repository.all_ready
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        model = self.repository.get(name, version)
+        return model.ready and not self.draining
+
+    # -- metadata -----------------------------------------------------------
+
+    def model(self, name: str, version: str | None = None) -> Model:
+        return self.repository.get(name, version)
+
+    def model_metadata_json(self, name: str, version: str | None = None) -> bytes:
+        model = self.repository.get(name, version)
+        cached = self._metadata_json.get(model.name)
+        if cached is None:
+            cached = self._metadata_json[model.name] = orjson.dumps(model.metadata())
+        return cached
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        return self.repository.get(name, version).metadata()
+
+    # -- inference ------------------------------------------------------------
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        model = self.repository.get_ready(request.model_name, request.model_version)
+        return await model.infer(request)
+
+    # -- repository extension ---------------------------------------------------
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        return self.repository.index(ready_only)
+
+    async def load(self, name: str) -> None:
+        try:
+            await self.repository.load(name)
+        except ModelServerError:
+            raise
+        except ModelLoadError as exc:
+            raise InvalidInput(str(exc)) from None
+
+    async def unload(self, name: str) -> None:
+        await self.repository.unload(name)

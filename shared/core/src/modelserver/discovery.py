@@ -1,0 +1,83 @@
+"""Finding model files in a model directory, as KServe's storage lays them out.
+
+A directory holding model files is one model; a directory holding only
+sub-folders with model files is one model per sub-folder (multi-model).
+Nothing found, or several candidates that could each be the model, is a
+startup error that lists what was there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import ModelLoadError
+
+#: Model names usable in URLs and as directory names; no path can escape.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def validate_model_name(name: str) -> str:
+    """Reject names that could not be a URL segment or that would leave the model dir."""
+    if not MODEL_NAME.match(name) or name in (".", ".."):
+        raise ModelLoadError(
+            f"Invalid model name {name!r}: use letters, digits, '_', '.', '-' (max 128)"
+        )
+    return name
+
+
+def _listing(directory: Path) -> str:
+    try:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir())
+    except OSError as exc:
+        return f"<unreadable: {exc}>"
+    return ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") if names else "nothing"
+
+
+def _candidates(directory: Path, extensions: Iterable[str]) -> list[Path]:
+    suffixes = tuple(e.lower() for e in extensions)
+    return sorted(
+        p for p in directory.iterdir() if p.is_file() and p.name.lower().endswith(suffixes)
+    )
+
+
+def find_model_file(directory: str | Path, extensions: Iterable[str]) -> Path:
+    """The single model file in ``directory`` with one of ``extensions``."""
+    directory = Path(directory)
+    extensions = tuple(extensions)
+    if not directory.is_dir():
+        raise ModelLoadError(f"Model directory {directory} does not exist or is not a directory")
+    found = _candidates(directory, extensions)
+    if not found:
+        raise ModelLoadError(
+            f"No model file ({', '.join(extensions)}) in {directory}; found: {_listing(directory)}"
+        )
+    if len(found) > 1:
+        raise ModelLoadError(
+            f"Several model files in {directory}: {', '.join(p.name for p in found)}; "
+            "keep exactly one, or put each model in its own sub-folder"
+        )
+    return found[0]
+
+
+def discover_models(
+    model_dir: str | Path, model_name: str, extensions: Iterable[str]
+) -> dict[str, Path]:
+    """Map each model name to its directory: one model, or one per sub-folder."""
+    root = Path(model_dir)
+    extensions = tuple(extensions)
+    if not root.is_dir():
+        raise ModelLoadError(f"Model directory {root} does not exist or is not a directory")
+    if not extensions or _candidates(root, extensions):
+        return {validate_model_name(model_name): root}
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    models = {p.name: p for p in subdirs if _candidates(p, extensions)}
+    if not models:
+        raise ModelLoadError(
+            f"No model file ({', '.join(extensions)}) in {root} or its sub-folders; "
+            f"found: {_listing(root)}"
+        )
+    for name in models:
+        validate_model_name(name)
+    return models

@@ -1,0 +1,58 @@
+"""Where a model's predict runs: inline on the event loop, or in a thread pool.
+
+Inline is cheapest (no thread hop) but a slow predict would stall every other
+request and the health probes. The adaptive runner starts in the pool, and
+only once predict has proved fast (a run of calls under the threshold) does it
+run inline; any inline call over the threshold sends it back to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+#: Consecutive fast calls in the pool before predict may run inline.
+FAST_STREAK = 16
+
+
+def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
+class PredictRunner:
+    """Runs predict calls in the mode chosen by ``--predict_executor``.
+
+    ``mode`` is ``auto`` (adaptive, the default), ``inline`` or ``thread``.
+    """
+
+    def __init__(self, executor: Executor | None, mode: str = "auto", threshold_s: float = 0.002):
+        if mode not in ("auto", "inline", "thread"):
+            raise ValueError(f"unknown predict executor mode {mode!r}")
+        self.executor = executor
+        self.mode = mode
+        self.threshold_s = threshold_s
+        self.inline = mode == "inline"
+        self._fast = 0
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.inline:
+            result, elapsed = _timed(fn, args)
+            if self.mode == "auto" and elapsed > self.threshold_s:
+                self.inline = False
+                self._fast = 0
+            return result
+        loop = asyncio.get_running_loop()
+        result, elapsed = await loop.run_in_executor(self.executor, _timed, fn, args)
+        if self.mode == "auto":
+            if elapsed <= self.threshold_s:
+                self._fast += 1
+                if self._fast >= FAST_STREAK:
+                    self.inline = True
+            else:
+                self._fast = 0
+        return result

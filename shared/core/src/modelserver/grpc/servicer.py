@@ -1,0 +1,121 @@
+"""The v2 gRPC transport: ``inference.GRPCInferenceService`` on grpc.aio.
+
+Registered as a generic handler built from the service descriptor, so the
+messages come from our private pool (see ``messages``). Each RPC maps its
+message through the gRPC codec to the data plane; errors leave with the
+status code from the architecture's table, the same as REST.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from ..codecs import v2_grpc
+from ..dataplane import DataPlane
+from ..errors import ModelServerError
+from . import messages as pb
+
+logger = logging.getLogger("modelserver.grpc")
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def _guarded(method: str, fn: Handler) -> Handler:
+    """Turn our errors into gRPC statuses; anything unexpected is INTERNAL and logged."""
+
+    @functools.wraps(fn)
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await fn(request, context)
+        except ModelServerError as exc:
+            level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
+            logger.log(level, "%s -> %s: %s", method, exc.grpc_status.name, exc.message)
+            await context.abort(exc.grpc_status, exc.message)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            logger.exception("%s failed", method)
+            await context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
+
+    return wrapper
+
+
+class InferenceServicer:
+    """The RPCs of GRPCInferenceService over a data plane."""
+
+    def __init__(self, dataplane: DataPlane):
+        self.dataplane = dataplane
+        meta = dataplane.server_metadata_dict
+        self._server_metadata = pb.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=meta["extensions"]
+        )
+        self._live = pb.ServerLiveResponse(live=True)
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:
+        return self._live
+
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    async def ModelReady(self, request: Any, context: Any) -> Any:
+        ready = self.dataplane.model_ready(request.name, request.version or None)
+        return pb.ModelReadyResponse(ready=ready)
+
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        return self._server_metadata
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        meta = self.dataplane.model_metadata(request.name, request.version or None)
+        response = pb.ModelMetadataResponse(
+            name=meta["name"], versions=meta["versions"], platform=meta["platform"]
+        )
+        for key in ("inputs", "outputs"):
+            target = getattr(response, key)
+            for spec in meta[key]:
+                target.add(name=spec["name"], datatype=spec["datatype"], shape=spec["shape"])
+        return response
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        self.dataplane.repository.get_ready(request.model_name, request.model_version or None)
+        infer_request = v2_grpc.decode_infer_request(request)
+        response = await self.dataplane.infer(infer_request)
+        return v2_grpc.encode_infer_response(response, raw=bool(request.raw_input_contents))
+
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:
+        response = pb.RepositoryIndexResponse()
+        for entry in self.dataplane.repository_index(request.ready):
+            response.models.add(
+                name=entry["name"],
+                version=entry.get("version", ""),
+                state=entry.get("state", ""),
+                reason=entry.get("reason", ""),
+            )
+        return response
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        await self.dataplane.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        await self.dataplane.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def generic_handler(dataplane: DataPlane) -> grpc.GenericRpcHandler:
+    """A handler serving every RPC of the service descriptor."""
+    servicer = InferenceServicer(dataplane)
+    handlers = {}
+    for method in pb.SERVICE.methods:
+        request_cls = pb.message_class(method.input_type.full_name)
+        response_cls = pb.message_class(method.output_type.full_name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _guarded(method.name, getattr(servicer, method.name)),
+            request_deserializer=request_cls.FromString,
+            response_serializer=response_cls.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(pb.SERVICE_NAME, handlers)

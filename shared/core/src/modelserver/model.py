@@ -1,0 +1,248 @@
+"""The runtime interface: a model loads itself and predicts on numpy or pandas.
+
+A runtime subclasses ``Model`` and implements ``load`` and ``predict``. The
+core turns every protocol's request into the model's input (one 2-D array for
+a single input; a DataFrame with one column per named input when there are
+several) and turns what predict returns back into output tensors, so a
+runtime never sees JSON, protobuf or HTTP.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datatypes import datatype_of
+from .errors import InferenceError, InvalidInput, ModelServerError
+from .execution import PredictRunner
+from .types import InferRequest, InferResponse, Tensor
+
+logger = logging.getLogger(__name__)
+
+ModelInput = Any  # np.ndarray or pandas.DataFrame; pandas is imported only when used
+
+
+class ModelState(enum.StrEnum):
+    """Lifecycle states, named as the repository extension reports them."""
+
+    LOADING = "LOADING"
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+    FAILED = "FAILED"
+
+
+def tensor_spec(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
+    """One entry of model metadata's ``inputs`` or ``outputs``."""
+    return {"name": name, "datatype": datatype, "shape": list(shape)}
+
+
+class Model(abc.ABC):
+    """Base class of every served model.
+
+    Subclasses set ``extensions`` (the file suffixes they load), implement
+    ``load`` and ``predict``, and may add named outputs to ``output_methods``
+    (for example ``predict_proba``) and describe themselves through
+    ``inputs_metadata`` and ``outputs_metadata``.
+    """
+
+    #: File suffixes this runtime loads, used by model discovery.
+    extensions: tuple[str, ...] = ()
+    #: Reported as ``platform`` in model metadata.
+    platform: str = ""
+    #: Exceptions from predict that mean the input was wrong (answered 400).
+    input_errors: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, IndexError)
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: str | Path | None = None,
+        version: str = "1",
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.version = version
+        self.options: dict[str, Any] = dict(options or {})
+        self.state = ModelState.LOADING
+        self.reason = ""
+        #: Named outputs: name -> callable(model_input) returning array-like.
+        self.output_methods: dict[str, Callable[[ModelInput], Any]] = {}
+        #: Outputs returned when a request names none.
+        self.default_outputs: list[str] = ["predict"]
+        self.runner = PredictRunner(None, "inline")
+
+    # -- what a runtime implements ---------------------------------------
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Find and load the model from ``model_dir``; raise to report failure."""
+
+    @abc.abstractmethod
+    def predict(self, inputs: ModelInput) -> Any:
+        """The default output for ``inputs``: numpy in, numpy (or array-like) out."""
+
+    def inputs_metadata(self) -> list[dict[str, Any]]:
+        """Input tensors for model metadata; override to describe the model."""
+        return []
+
+    def outputs_metadata(self) -> list[dict[str, Any]]:
+        """Output tensors for model metadata; override to describe the model."""
+        return []
+
+    def metadata_parameters(self) -> dict[str, Any]:
+        """Extra model-level facts (feature names, classes) for REST metadata."""
+        return {}
+
+    # -- lifecycle --------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ModelState.READY
+
+    def start(self) -> None:
+        """Load the model and mark it ready, or FAILED with the reason."""
+        self.state = ModelState.LOADING
+        try:
+            self.load()
+        except BaseException as exc:
+            self.state = ModelState.FAILED
+            self.reason = str(exc) or type(exc).__name__
+            raise
+        self.output_methods.setdefault("predict", self.predict)
+        self.state = ModelState.READY
+        self.reason = ""
+
+    def stop(self) -> None:
+        """Mark the model unavailable; subclasses may also free resources."""
+        self.state = ModelState.UNAVAILABLE
+        self.reason = "unloaded"
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "name": self.name,
+            "versions": [self.version] if self.version else [],
+            "platform": self.platform,
+            "inputs": self.inputs_metadata(),
+            "outputs": self.outputs_metadata(),
+        }
+        params = self.metadata_parameters()
+        if params:
+            meta["parameters"] = params
+        if self.state is not ModelState.READY:
+            meta["state"] = self.state.value
+            if self.reason:
+                meta["reason"] = self.reason
+        return meta
+
+    # -- the request path --------------------------------------------------
+
+    def decode_inputs(self, request: InferRequest) -> ModelInput:
+        """The model's input for a request: a 2-D array, or a DataFrame of named columns."""
+        inputs = request.inputs
+        if len(inputs) == 1 and request.parameters.get("content_type") != "pd":
+            tensor = inputs[0]
+            data = tensor.data
+            if tensor.datatype == "BYTES":
+                return _strings(data)
+            if data.ndim == 1:
+                return data.reshape(1, -1)
+            if data.ndim == 0:
+                return data.reshape(1, 1)
+            return data
+        return _dataframe(inputs)
+
+    def select_outputs(self, request: InferRequest) -> list[str]:
+        if not request.outputs:
+            return self.default_outputs
+        names = [o.name for o in request.outputs]
+        unknown = [n for n in names if n not in self.output_methods]
+        if unknown:
+            raise InvalidInput(
+                f"Model '{self.name}' has no output named {', '.join(repr(n) for n in unknown)}; "
+                f"available: {', '.join(self.output_methods)}"
+            )
+        return names
+
+    def compute(self, inputs: ModelInput, names: list[str]) -> list[tuple[str, Any]]:
+        """Run each selected output on the same input (in the runner's thread)."""
+        return [(name, self.output_methods[name](inputs)) for name in names]
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """Decode, predict (inline or in the pool) and encode one request."""
+        names = self.select_outputs(request)
+        inputs = self.decode_inputs(request)
+        try:
+            results = await self.runner.run(self.compute, inputs, names)
+        except ModelServerError:
+            raise
+        except self.input_errors as exc:
+            raise InvalidInput(f"Model '{self.name}' rejected the input: {exc}") from exc
+        except Exception as exc:
+            logger.exception("model %s raised during predict (request id %s)", self.name, request.id)
+            raise InferenceError(f"Model '{self.name}' failed: {type(exc).__name__}: {exc}") from exc
+        outputs = [to_tensor(name, value) for name, value in results]
+        return InferResponse(
+            model_name=self.name,
+            model_version=self.version,
+            id=request.id,
+            outputs=outputs,
+        )
+
+
+def _strings(data: np.ndarray) -> np.ndarray:
+    """BYTES elements as Python strings, the form text models expect."""
+    out = np.empty(data.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, item in enumerate(data.reshape(-1)):
+        flat[i] = item.decode("utf-8", errors="replace") if isinstance(item, bytes) else item
+    return out
+
+
+def _dataframe(inputs: list[Tensor]) -> Any:
+    import pandas as pd
+
+    columns: dict[str, Any] = {}
+    rows: int | None = None
+    for tensor in inputs:
+        data = tensor.data
+        if data.ndim == 2 and data.shape[1] == 1:
+            data = data[:, 0]
+        elif data.ndim == 0:
+            data = data.reshape(1)
+        elif data.ndim != 1:
+            raise InvalidInput(
+                f"Input '{tensor.name}' has shape {list(tensor.shape)}; with several named "
+                "inputs each one is a column and must have shape [N] or [N, 1]"
+            )
+        if tensor.datatype == "BYTES":
+            data = _strings(data)
+        if rows is None:
+            rows = len(data)
+        elif len(data) != rows:
+            raise InvalidInput(
+                f"Input '{tensor.name}' has {len(data)} rows, the inputs before it have {rows}"
+            )
+        columns[tensor.name] = data
+    return pd.DataFrame(columns)
+
+
+def to_tensor(name: str, value: Any) -> Tensor:
+    """An output tensor from whatever predict returned (array, list, Series, frame)."""
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind in "US":
+        obj = np.empty(arr.shape, dtype=object)
+        obj[...] = arr
+        arr = obj
+    try:
+        datatype = datatype_of(arr.dtype)
+    except TypeError as exc:
+        raise InferenceError(f"Output '{name}': {exc}") from None
+    return Tensor(name, datatype, tuple(arr.shape), arr)

@@ -1,0 +1,118 @@
+"""The registry of models the server knows, with their lifecycle.
+
+Lookups on the request path are a dict access. Loading and unloading are
+serialised per model name so two concurrent loads of one model cannot race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .discovery import find_model_file, validate_model_name
+from .errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
+from .model import Model, ModelState
+
+logger = logging.getLogger(__name__)
+
+ModelFactory = Callable[[str, Path], Model]
+
+
+class ModelRepository:
+    """Models by name; ``factory`` builds a model for a name and directory on load."""
+
+    def __init__(self, model_dir: str | Path | None = None, factory: ModelFactory | None = None):
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.factory = factory
+        self.models: dict[str, Model] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.on_change: list[Callable[[], None]] = []
+
+    def add(self, model: Model) -> None:
+        self.models[model.name] = model
+        self._changed()
+
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
+
+    def get(self, name: str, version: str | None = None) -> Model:
+        """The model of that name (any state); ModelNotFound for unknown name or version."""
+        model = self.models.get(name)
+        if model is None or (version and version != model.version):
+            raise ModelNotFound(name, version)
+        return model
+
+    def get_ready(self, name: str, version: str | None = None) -> Model:
+        model = self.get(name, version)
+        if model.state is not ModelState.READY:
+            raise ModelNotReady(name, model.reason)
+        return model
+
+    @property
+    def all_ready(self) -> bool:
+        return bool(self.models) and all(m.ready for m in self.models.values())
+
+    def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        """The repository index: every known model with its state and reason."""
+        entries: dict[str, dict[str, Any]] = {}
+        if self.model_dir is not None and self.model_dir.is_dir() and self.factory is not None:
+            for path in sorted(self.model_dir.iterdir()):
+                if path.is_dir() and not path.name.startswith(".") and path.name not in self.models:
+                    entries[path.name] = {"name": path.name}
+        for name, model in self.models.items():
+            entry: dict[str, Any] = {"name": name, "version": model.version, "state": model.state.value}
+            if model.reason:
+                entry["reason"] = model.reason
+            entries[name] = entry
+        result = [entries[k] for k in sorted(entries)]
+        if ready_only:
+            result = [e for e in result if e.get("state") == ModelState.READY.value]
+        return result
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def load(self, name: str) -> Model:
+        """(Re)load a model by name: an existing one in place, or a new sub-folder."""
+        try:
+            validate_model_name(name)
+        except ModelLoadError as exc:
+            raise InvalidInput(str(exc)) from None
+        async with self._lock(name):
+            model = self.models.get(name)
+            if model is None:
+                if self.factory is None or self.model_dir is None:
+                    raise ModelNotFound(name)
+                path = self.model_dir / name
+                if not path.is_dir():
+                    raise ModelNotFound(name)
+                model = self.factory(name, path)
+                self.models[name] = model
+            elif model.model_dir is not None and model.extensions:
+                # Fail fast (and clearly) before unloading a serving model.
+                try:
+                    find_model_file(model.model_dir, model.extensions)
+                except ModelLoadError as exc:
+                    model.state, model.reason = ModelState.FAILED, str(exc)
+                    self._changed()
+                    raise
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, model.start)
+            except Exception as exc:
+                logger.error("loading model %s failed: %s", name, exc)
+                self._changed()
+                raise ModelLoadError(f"Failed to load model {name}: {exc}") from exc
+            logger.info("model %s loaded", name)
+            self._changed()
+            return model
+
+    async def unload(self, name: str) -> None:
+        async with self._lock(name):
+            model = self.get(name)
+            model.stop()
+            logger.info("model %s unloaded", name)
+            self._changed()

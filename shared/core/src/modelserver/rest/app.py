@@ -1,0 +1,182 @@
+"""The FastAPI application: routes that only move bytes between codecs and the data plane.
+
+Handlers take the raw ``Request`` (no pydantic models, so no per-request
+validation of tensor data) and return ready-made ``Response`` bytes. Every
+error, ours or the framework's (unknown route, wrong method), leaves as
+``{"error": "..."}`` with the status from the architecture's table.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from ..codecs import v1, v2_rest
+from ..dataplane import DataPlane
+from ..errors import ModelServerError, PayloadTooLarge
+
+logger = logging.getLogger("modelserver.rest")
+
+JSON = "application/json"
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type=JSON)
+
+
+def error_response(status: int, message: str) -> Response:
+    return Response(orjson.dumps({"error": message}), status_code=status, media_type=JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit}")
+        except ValueError:
+            pass
+        return await request.body()
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(dataplane: DataPlane, max_body_size: int = 100 * 1024 * 1024, docs: bool = False) -> FastAPI:
+    """Build the REST app over a data plane."""
+    app = FastAPI(
+        title="modelserver",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    repo = dataplane.repository
+    live_json = orjson.dumps({"live": True})
+
+    @app.exception_handler(ModelServerError)
+    async def _ours(request: Request, exc: ModelServerError) -> Response:
+        if exc.http_status >= 500:
+            logger.error("%s %s -> %d: %s", request.method, request.url.path, exc.http_status, exc.message)
+        else:
+            logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.http_status, exc.message)
+        return error_response(exc.http_status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(400, f"Invalid request: {exc.errors()}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("%s %s failed", request.method, request.url.path)
+        return error_response(500, f"Internal error: {type(exc).__name__}: {exc}")
+
+    # -- liveness and server -------------------------------------------------
+
+    @app.get("/")
+    async def root() -> Response:
+        return Response(b'{"status":"alive"}', media_type=JSON)
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return Response(live_json, media_type=JSON)
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        is_ready = dataplane.ready()
+        return _json({"ready": is_ready}, 200 if is_ready else 400)
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return Response(dataplane.server_metadata_json, media_type=JSON)
+
+    # -- v2 models ---------------------------------------------------------------
+
+    async def model_metadata(name: str, version: str | None = None) -> Response:
+        return Response(dataplane.model_metadata_json(name, version), media_type=JSON)
+
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        is_ready = dataplane.model_ready(name, version)
+        return _json({"name": name, "ready": is_ready}, 200 if is_ready else 400)
+
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
+        repo.get_ready(name, version)
+        body = await read_body(request, max_body_size)
+        header_length = v2_rest.parse_header_length(
+            request.headers.get(v2_rest.HEADER_LENGTH), len(body)
+        )
+        infer_request = v2_rest.decode_infer_request(body, header_length, name, version)
+        response = await dataplane.infer(infer_request)
+        out, json_length = v2_rest.encode_infer_response(response, infer_request)
+        if json_length is None:
+            return Response(out, media_type=JSON)
+        return Response(
+            out,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(json_length)},
+        )
+
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.add_api_route(prefix, model_metadata, methods=["GET"])
+        app.add_api_route(prefix + "/ready", model_ready, methods=["GET"])
+        app.add_api_route(prefix + "/infer", infer, methods=["POST"])
+
+    # -- repository extension ------------------------------------------------------
+
+    @app.post("/v2/repository/index")
+    async def repository_index(request: Request) -> Response:
+        body = await read_body(request, max_body_size)
+        ready_only = False
+        if body.strip():
+            ready_only = bool(v2_rest.loads_object(body, "index request").get("ready", False))
+        return _json(dataplane.repository_index(ready_only))
+
+    @app.post("/v2/repository/models/{name}/load")
+    async def repository_load(name: str) -> Response:
+        await dataplane.load(name)
+        return Response(b"", media_type=JSON)
+
+    @app.post("/v2/repository/models/{name}/unload")
+    async def repository_unload(name: str) -> Response:
+        await dataplane.unload(name)
+        return Response(b"", media_type=JSON)
+
+    # -- KServe v1 --------------------------------------------------------------------
+
+    @app.get("/v1/models")
+    async def v1_models() -> Response:
+        return _json({"models": list(repo.models)})
+
+    @app.get("/v1/models/{name}")
+    async def v1_model(name: str) -> Response:
+        model = repo.get(name)
+        if model.ready and not dataplane.draining:
+            return _json({"name": name, "ready": True})
+        return _json(
+            {"error": f"Model with name {name} is not ready.", "name": name, "ready": False}, 503
+        )
+
+    @app.post("/v1/models/{name}:predict")
+    async def v1_predict(request: Request, name: str) -> Response:
+        repo.get_ready(name)
+        body = await read_body(request, max_body_size)
+        infer_request = v1.decode_predict_request(body, name)
+        response = await dataplane.infer(infer_request)
+        return Response(v1.encode_predict_response(response), media_type=JSON)
+
+    return app

@@ -1,0 +1,142 @@
+"""HTTP (uvicorn) and gRPC (grpc.aio) in one event loop, with signal handling and workers.
+
+Models are loaded before this starts, so a port that accepts connections has
+a model behind it (KServe's raw-deployment probe is a TCP connect). SIGTERM
+or SIGINT turns readiness false at once, stops accepting, lets in-flight
+requests finish within the grace period, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import uvicorn
+
+from .dataplane import DataPlane
+from .grpc.servicer import generic_handler
+from .rest.app import create_app
+
+logger = logging.getLogger("modelserver")
+
+
+@dataclass
+class ServerConfig:
+    """What the server listens on and how; filled from the CLI."""
+
+    host: str = "0.0.0.0"
+    http_port: int = 8080
+    grpc_port: int = 8081
+    enable_grpc: bool = True
+    grpc_max_message_length: int = 100 * 1024 * 1024
+    max_body_size: int = 100 * 1024 * 1024
+    grace_period: float = 30.0
+    reuse_port: bool = False
+    enable_docs_url: bool = False
+    access_log: bool = False
+    log_level: str = "info"
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: ours drain HTTP and gRPC together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _http_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class ModelServer:
+    """Serves one data plane over REST and gRPC until told to stop."""
+
+    def __init__(self, dataplane: DataPlane, config: ServerConfig):
+        self.dataplane = dataplane
+        self.config = config
+        self._http: _UvicornServer | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._stopping: asyncio.Event | None = None
+        self._grpc_stop: asyncio.Future[None] | None = None
+
+    async def _start_grpc(self) -> grpc.aio.Server:
+        cfg = self.config
+        options = [
+            ("grpc.max_send_message_length", cfg.grpc_max_message_length),
+            ("grpc.max_receive_message_length", cfg.grpc_max_message_length),
+            ("grpc.so_reuseport", 1 if cfg.reuse_port else 0),
+        ]
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers((generic_handler(self.dataplane),))
+        address = f"[{cfg.host}]:{cfg.grpc_port}" if ":" in cfg.host else f"{cfg.host}:{cfg.grpc_port}"
+        if server.add_insecure_port(address) == 0:
+            raise OSError(f"cannot bind gRPC port {address}")
+        await server.start()
+        return server
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop: not ready, stop accepting, drain, exit."""
+        if self._stopping is None or self._stopping.is_set():
+            return
+        logger.info("shutting down: draining in-flight requests (grace %.0fs)", self.config.grace_period)
+        self.dataplane.draining = True
+        self._stopping.set()
+        if self._http is not None:
+            self._http.should_exit = True
+        if self._grpc is not None:
+            self._grpc_stop = asyncio.ensure_future(self._grpc.stop(self.config.grace_period))
+
+    async def serve(self) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        app = create_app(self.dataplane, cfg.max_body_size, cfg.enable_docs_url)
+        sock = _http_socket(cfg.host, cfg.http_port, cfg.reuse_port)
+        if cfg.enable_grpc:
+            self._grpc = await self._start_grpc()
+        uv_config = uvicorn.Config(
+            app,
+            loop="none",
+            http="httptools",
+            lifespan="off",
+            access_log=cfg.access_log,
+            log_level=cfg.log_level,
+            timeout_graceful_shutdown=int(cfg.grace_period),
+            server_header=False,
+            date_header=False,
+        )
+        self._http = _UvicornServer(uv_config)
+        logger.info(
+            "serving %s: HTTP on %s:%d%s",
+            ", ".join(self.dataplane.repository.models),
+            cfg.host,
+            cfg.http_port,
+            f", gRPC on {cfg.host}:{cfg.grpc_port}" if cfg.enable_grpc else "",
+        )
+        try:
+            await self._http.serve(sockets=[sock])
+        finally:
+            self.dataplane.draining = True
+            if self._grpc_stop is not None:
+                await self._grpc_stop
+            elif self._grpc is not None:
+                await self._grpc.stop(cfg.grace_period)
+            sock.close()
+        logger.info("stopped")
