@@ -55,6 +55,10 @@ class Model(abc.ABC):
     extensions: tuple[str, ...] = ()
     #: Reported as ``platform`` in model metadata.
     platform: str = ""
+    #: True when predict returns a mapping of output name -> array whose names
+    #: are only known per request (e.g. one output per input); requested
+    #: outputs are then picked from that mapping.
+    dynamic_outputs: bool = False
     #: Exceptions from predict that mean the input was wrong (answered 400).
     input_errors: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, IndexError)
 
@@ -158,7 +162,7 @@ class Model(abc.ABC):
         return _dataframe(inputs)
 
     def select_outputs(self, request: InferRequest) -> list[str]:
-        if not request.outputs:
+        if not request.outputs or self.dynamic_outputs:
             return self.default_outputs
         names = [o.name for o in request.outputs]
         unknown = [n for n in names if n not in self.output_methods]
@@ -186,13 +190,31 @@ class Model(abc.ABC):
         except Exception as exc:
             logger.exception("model %s raised during predict (request id %s)", self.name, request.id)
             raise InferenceError(f"Model '{self.name}' failed: {type(exc).__name__}: {exc}") from exc
-        outputs = [to_tensor(name, value) for name, value in results]
+        outputs: list[Tensor] = []
+        for name, value in results:
+            if isinstance(value, Mapping):
+                outputs.extend(to_tensor(str(k), v) for k, v in value.items())
+            else:
+                outputs.append(to_tensor(name, value))
+        if self.dynamic_outputs and request.outputs:
+            outputs = _pick(outputs, [o.name for o in request.outputs], self.name)
         return InferResponse(
             model_name=self.name,
             model_version=self.version,
             id=request.id,
             outputs=outputs,
         )
+
+
+def _pick(outputs: list[Tensor], names: list[str], model: str) -> list[Tensor]:
+    by_name = {t.name: t for t in outputs}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise InvalidInput(
+            f"Model '{model}' has no output named {', '.join(repr(n) for n in missing)}; "
+            f"available: {', '.join(by_name)}"
+        )
+    return [by_name[n] for n in names]
 
 
 def _strings(data: np.ndarray) -> np.ndarray:
