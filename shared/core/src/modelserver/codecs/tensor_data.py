@@ -97,9 +97,36 @@ def array_from_json(
             f"Tensor '{name}': shape {list(shape)} needs {count} elements, data has {arr.size}"
         )
     kind = arr.dtype.kind
+    if count and datatype in INTEGER_DATATYPES and kind in "fO":
+        # numpy infers float64 (or object) for ints beyond int64 mixed with
+        # others (e.g. [0, 2**64-1]); decide element by element instead.
+        return _exact_integers(data, datatype, shape, name)
     if count:
         _check_kind(kind, arr, datatype, name)
     return arr.astype(DATATYPE_TO_DTYPE[datatype], copy=False).reshape(shape)
+
+
+def _flatten(data: Any, out: list[Any]) -> list[Any]:
+    for item in data:
+        if isinstance(item, list):
+            _flatten(item, out)
+        else:
+            out.append(item)
+    return out
+
+
+def _exact_integers(data: list[Any], datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    values = _flatten(data, [])
+    info = np.iinfo(DATATYPE_TO_DTYPE[datatype])
+    for value in values:
+        if type(value) is not int:
+            what = "fractional numbers" if isinstance(value, float) else "values that are not integers"
+            raise InvalidInput(f"Tensor '{name}': {datatype} data holds {what}")
+        if value < info.min or value > info.max:
+            raise InvalidInput(
+                f"Tensor '{name}': {datatype} data has values outside [{info.min}, {info.max}]"
+            )
+    return np.array(values, dtype=DATATYPE_TO_DTYPE[datatype]).reshape(shape)
 
 
 def _check_kind(kind: str, arr: np.ndarray, datatype: str, name: str) -> None:
