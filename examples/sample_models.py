@@ -18,7 +18,7 @@ from pathlib import Path
 import joblib
 
 
-def iris_logistic_regression():  # noqa: ANN201 - sklearn estimator
+def iris_logistic_regression():
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
@@ -26,7 +26,7 @@ def iris_logistic_regression():  # noqa: ANN201 - sklearn estimator
     return LogisticRegression(max_iter=1000).fit(X, y)
 
 
-def iris_frame():  # noqa: ANN201 - pandas DataFrame, target
+def iris_frame():
     """Iris as a DataFrame plus a string 'size' column derived from petal length."""
     import numpy as np
     from sklearn.datasets import load_iris
@@ -37,7 +37,7 @@ def iris_frame():  # noqa: ANN201 - pandas DataFrame, target
     return X, frame.target
 
 
-def iris_column_pipeline():  # noqa: ANN201 - sklearn Pipeline
+def iris_column_pipeline():
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline

@@ -30,9 +30,7 @@ def render() -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "set.pb"
-        rc = protoc.main(
-            ["protoc", f"-I{PROTO_DIR}", f"--descriptor_set_out={out}", PROTO]
-        )
+        rc = protoc.main(["protoc", f"-I{PROTO_DIR}", f"--descriptor_set_out={out}", PROTO])
         if rc != 0:
             raise SystemExit(f"protoc failed with exit code {rc}")
         data = out.read_bytes()

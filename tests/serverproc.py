@@ -38,9 +38,17 @@ class ServerProcess:
         self.module = module
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
-        self.args = [*args, f"--http_port={self.http_port}", f"--grpc_port={self.grpc_port}", "--host=127.0.0.1"]
+        self.args = [
+            *args,
+            f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}",
+            "--host=127.0.0.1",
+        ]
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.log = tempfile.NamedTemporaryFile(prefix=f"{module}-", suffix=".log", delete=False)
+        # The log lives as long as the server, so no context manager.
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix=f"{module}-", suffix=".log", delete=False
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -102,7 +110,9 @@ class ServerProcess:
         self.stop()
 
 
-def run_to_exit(module: str, args: list[str], timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_to_exit(
+    module: str, args: list[str], timeout: float = 60.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a runtime expected to exit (bad flags, no model): its code and output."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],

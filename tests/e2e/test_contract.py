@@ -24,7 +24,9 @@ ROW = [[6.7, 3.0, 5.2, 2.3]]
 
 
 def _predict(server: ServerProcess, name: str = "iris") -> httpx.Response:
-    return httpx.post(f"{server.http_url}/v1/models/{name}:predict", json={"instances": ROW}, timeout=30)
+    return httpx.post(
+        f"{server.http_url}/v1/models/{name}:predict", json={"instances": ROW}, timeout=30
+    )
 
 
 def test_flags_from_environment(iris_dir):
@@ -94,7 +96,9 @@ def test_port_opens_only_after_the_model_loaded(tmp_path):
 def test_predict_proba_environment_variable(iris_dir):
     estimator = joblib.load(iris_dir / "model.joblib")
     server = ServerProcess(
-        "sklearnserver", ["--model_name=iris", f"--model_dir={iris_dir}"], env={"PREDICT_PROBA": "true"}
+        "sklearnserver",
+        ["--model_name=iris", f"--model_dir={iris_dir}"],
+        env={"PREDICT_PROBA": "true"},
     )
     with server:
         got = _predict(server).json()["predictions"]
@@ -105,7 +109,9 @@ def test_predict_proba_environment_variable(iris_dir):
 
 
 def test_workers_share_the_ports(iris_dir):
-    server = ServerProcess("sklearnserver", ["--model_name=iris", f"--model_dir={iris_dir}", "--workers=2"])
+    server = ServerProcess(
+        "sklearnserver", ["--model_name=iris", f"--model_dir={iris_dir}", "--workers=2"]
+    )
     with server:
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             results = list(pool.map(lambda _: _predict(server).status_code, range(64)))

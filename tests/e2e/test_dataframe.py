@@ -72,14 +72,18 @@ def test_named_inputs_grpc(multi_server, frame, pipeline):
 
 def test_v1_instances_as_objects(multi_server, frame, pipeline):
     rows = frame.to_dict(orient="records")
-    r = httpx.post(f"{multi_server.http_url}/v1/models/iris-pipeline:predict", json={"instances": rows})
+    r = httpx.post(
+        f"{multi_server.http_url}/v1/models/iris-pipeline:predict", json={"instances": rows}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["predictions"] == pipeline.predict(frame).tolist()
 
 
 def test_v1_columnar_inputs(multi_server, frame, pipeline):
     columns = {col: frame[col].tolist() for col in frame.columns}
-    r = httpx.post(f"{multi_server.http_url}/v1/models/iris-pipeline:predict", json={"inputs": columns})
+    r = httpx.post(
+        f"{multi_server.http_url}/v1/models/iris-pipeline:predict", json={"inputs": columns}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["predictions"] == pipeline.predict(frame).tolist()
 
@@ -97,7 +101,10 @@ def test_multi_model_directory_serves_each_subfolder(multi_server, frame, pipeli
     for name in ("iris", "iris-pipeline"):
         assert httpx.get(f"{base}/v2/models/{name}/ready").status_code == 200
     index = httpx.post(f"{base}/v2/repository/index").json()
-    assert {(m["name"], m["state"]) for m in index} == {("iris", "READY"), ("iris-pipeline", "READY")}
+    assert {(m["name"], m["state"]) for m in index} == {
+        ("iris", "READY"),
+        ("iris-pipeline", "READY"),
+    }
     rows = frame[NUMERIC].to_numpy()
     r = httpx.post(f"{base}/v1/models/iris:predict", json={"instances": rows.tolist()})
     assert r.status_code == 200

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from serverproc import ServerProcess
-
 from modelserver.codecs.v2_grpc import CONTENTS_FIELD
 from modelserver.grpc import messages as pb
+from serverproc import ServerProcess
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -71,7 +70,9 @@ def test_http_round_trip(echo_server, datatype, binary):
     client = thttp.InferenceServerClient(echo_server.http_address)
     inp = thttp.InferInput("t", list(SAMPLES[datatype].shape), datatype)
     inp.set_data_from_numpy(SAMPLES[datatype], binary_data=binary)
-    result = client.infer("echo", [inp], outputs=[thttp.InferRequestedOutput("t", binary_data=binary)])
+    result = client.infer(
+        "echo", [inp], outputs=[thttp.InferRequestedOutput("t", binary_data=binary)]
+    )
     _check(datatype, result.as_numpy("t"))
 
 
@@ -116,7 +117,13 @@ def test_several_inputs_and_request_parameters(echo_server):
         "parameters": {"custom": "kept"},
         "inputs": [
             {"name": "a", "datatype": "INT32", "shape": [2, 2], "data": [1, 2, 3, 4]},
-            {"name": "b", "datatype": "BYTES", "shape": [1], "data": ["x"], "parameters": {"content_type": "str"}},
+            {
+                "name": "b",
+                "datatype": "BYTES",
+                "shape": [1],
+                "data": ["x"],
+                "parameters": {"content_type": "str"},
+            },
         ],
         "outputs": [{"name": "b"}, {"name": "a"}],
     }

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-
 from modelserver.grpc import messages as pb
 
 ROWS = np.array(
@@ -79,7 +78,11 @@ def test_v2_http_default_output_is_predict(iris_server, estimator):
 
 def test_v2_http_flat_and_nested_data_agree(iris_server, estimator):
     url = f"{iris_server.http_url}/v2/models/iris/versions/1/infer"
-    flat = {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": ROWS.reshape(-1).tolist()}]}
+    flat = {
+        "inputs": [
+            {"name": "x", "shape": [3, 4], "datatype": "FP32", "data": ROWS.reshape(-1).tolist()}
+        ]
+    }
     nested = {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": ROWS.tolist()}]}
     a, b = httpx.post(url, json=flat), httpx.post(url, json=nested)
     assert a.status_code == b.status_code == 200
@@ -102,7 +105,9 @@ def test_v2_http_binary_output_for_json_input(iris_server, estimator):
     np.testing.assert_array_equal(labels, estimator.predict(ROWS))
 
 
-@pytest.mark.parametrize("outputs", [("predict",), ("predict_proba",), ("predict", "predict_proba")])
+@pytest.mark.parametrize(
+    "outputs", [("predict",), ("predict_proba",), ("predict", "predict_proba")]
+)
 def test_v2_grpc_tritonclient(iris_server, estimator, outputs):
     client = tgrpc.InferenceServerClient(iris_server.grpc_address)
     inp = tgrpc.InferInput("input-0", list(ROWS.shape), "FP32")
@@ -155,7 +160,10 @@ def test_grpc_health_and_metadata(iris_server):
     model = client.get_model_metadata("iris")
     assert model.name == "iris" and list(model.versions) == ["1"]
     assert [list(i.shape) for i in model.inputs] == [[-1, 4]]
-    assert {o.name: o.datatype for o in model.outputs} == {"predict": "INT64", "predict_proba": "FP64"}
+    assert {o.name: o.datatype for o in model.outputs} == {
+        "predict": "INT64",
+        "predict_proba": "FP64",
+    }
 
 
 def test_http_health_and_metadata(iris_server, estimator):
@@ -186,7 +194,9 @@ def test_v1_models_and_status(iris_server):
 
 
 def test_v1_instances(iris_server, estimator):
-    r = httpx.post(f"{iris_server.http_url}/v1/models/iris:predict", json={"instances": ROWS.tolist()})
+    r = httpx.post(
+        f"{iris_server.http_url}/v1/models/iris:predict", json={"instances": ROWS.tolist()}
+    )
     assert r.status_code == 200
     assert r.json() == {"predictions": estimator.predict(ROWS).tolist()}
 
@@ -196,7 +206,9 @@ def test_v1_inputs_rows(iris_server, estimator):
     assert r.json() == {"predictions": estimator.predict(ROWS).tolist()}
 
 
-@pytest.mark.parametrize("parameters", [{"outputs": "predict_proba"}, {"outputs": ["predict_proba"]}])
+@pytest.mark.parametrize(
+    "parameters", [{"outputs": "predict_proba"}, {"outputs": ["predict_proba"]}]
+)
 def test_v1_predict_proba_parameter(iris_server, estimator, parameters):
     body = {"instances": ROWS.tolist(), "parameters": parameters}
     r = httpx.post(f"{iris_server.http_url}/v1/models/iris:predict", json=body)
@@ -205,6 +217,10 @@ def test_v1_predict_proba_parameter(iris_server, estimator, parameters):
 
 def test_v1_two_outputs_per_row(iris_server, estimator):
     body = {"instances": ROWS.tolist(), "parameters": {"outputs": ["predict", "predict_proba"]}}
-    predictions = httpx.post(f"{iris_server.http_url}/v1/models/iris:predict", json=body).json()["predictions"]
+    predictions = httpx.post(f"{iris_server.http_url}/v1/models/iris:predict", json=body).json()[
+        "predictions"
+    ]
     assert [p["predict"] for p in predictions] == estimator.predict(ROWS).tolist()
-    np.testing.assert_allclose([p["predict_proba"] for p in predictions], estimator.predict_proba(ROWS))
+    np.testing.assert_allclose(
+        [p["predict_proba"] for p in predictions], estimator.predict_proba(ROWS)
+    )

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import numpy as np
-
 from modelserver.model import Model
 
 

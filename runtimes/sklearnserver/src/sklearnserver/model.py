@@ -16,7 +16,6 @@ from typing import Any
 
 import joblib
 import numpy as np
-
 from modelserver.datatypes import datatype_of
 from modelserver.discovery import find_model_file
 from modelserver.errors import InvalidInput, ModelLoadError
@@ -66,13 +65,17 @@ class SKLearnModel(Model):
             )
         self.n_features: int | None = getattr(self.estimator, "n_features_in_", None)
         names = getattr(self.estimator, "feature_names_in_", None)
-        self.feature_names: list[str] | None = [str(n) for n in names] if names is not None else None
+        self.feature_names: list[str] | None = (
+            [str(n) for n in names] if names is not None else None
+        )
         self.classes = getattr(self.estimator, "classes_", None)
         self.output_methods["predict"] = self._predict
         if hasattr(self.estimator, "predict_proba"):
             self.output_methods["predict_proba"] = self._predict_proba
         want_proba = _env_true("PREDICT_PROBA") or bool(self.options.get("predict_proba"))
-        self.default_outputs = ["predict_proba" if want_proba and "predict_proba" in self.output_methods else "predict"]
+        self.default_outputs = [
+            "predict_proba" if want_proba and "predict_proba" in self.output_methods else "predict"
+        ]
         nthread = int(self.options.get("nthread") or 0)
         if nthread > 0 and hasattr(self.estimator, "n_jobs"):
             self.estimator.n_jobs = nthread
@@ -92,7 +95,8 @@ class SKLearnModel(Model):
             return
         if inputs.shape[1] != self.n_features:
             raise InvalidInput(
-                f"Model '{self.name}' expects {self.n_features} features per row, got {inputs.shape[1]}"
+                f"Model '{self.name}' expects {self.n_features} features per row, "
+                f"got {inputs.shape[1]}"
             )
 
     def _predict(self, inputs: Any) -> Any:

@@ -61,45 +61,103 @@ class _EnvParser(argparse.ArgumentParser):
         return action
 
 
-def build_parser(prog: str, add_runtime_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    prog: str, add_runtime_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.ArgumentParser:
     parser = _EnvParser(prog=prog, description=f"Serve models with {prog}.", allow_abbrev=False)
     add = parser.add_argument
     add("--model_name", "--model-name", default="model", help="name the model is served under")
-    add("--model_dir", "--model-dir", default="/mnt/models", help="directory holding the model file, or one sub-folder per model")
+    add(
+        "--model_dir",
+        "--model-dir",
+        default="/mnt/models",
+        help="directory holding the model file, or one sub-folder per model",
+    )
     add("--model_version", default="1", help="version the model reports and accepts")
     add("--http_port", "--http-port", type=int, default=8080, help="HTTP port (v1 and v2 REST)")
     add("--grpc_port", "--grpc-port", type=int, default=8081, help="gRPC port (v2)")
     add("--host", default="0.0.0.0", help="address to bind")
     add("--enable_grpc", type=str2bool, default=True, help="serve v2 gRPC")
     add("--workers", type=int, default=1, help="server processes sharing the ports")
-    add("--max_threads", type=int, default=max(4, (os.cpu_count() or 1)), help="threads for predict calls that run off the event loop")
-    add("--predict_executor", choices=["auto", "inline", "thread"], default="auto",
-        help="where predict runs: auto (inline once proved fast), inline, or thread")
-    add("--nthread", type=int, default=0, help="framework threads per predict (0: the framework's default)")
-    add("--grpc_max_message_length", type=int, default=100 * 1024 * 1024, help="largest gRPC message in bytes, both directions")
-    add("--max_body_size", type=int, default=100 * 1024 * 1024, help="largest REST request body in bytes (413 above)")
-    add("--grace_period", type=float, default=30.0, help="seconds in-flight requests get after SIGTERM")
-    add("--log_level", default="info", choices=["debug", "info", "warning", "error", "critical"], help="log level")
+    add(
+        "--max_threads",
+        type=int,
+        default=max(4, (os.cpu_count() or 1)),
+        help="threads for predict calls that run off the event loop",
+    )
+    add(
+        "--predict_executor",
+        choices=["auto", "inline", "thread"],
+        default="auto",
+        help="where predict runs: auto (inline once proved fast), inline, or thread",
+    )
+    add(
+        "--nthread",
+        type=int,
+        default=0,
+        help="framework threads per predict (0: the framework's default)",
+    )
+    add(
+        "--grpc_max_message_length",
+        type=int,
+        default=100 * 1024 * 1024,
+        help="largest gRPC message in bytes, both directions",
+    )
+    add(
+        "--max_body_size",
+        type=int,
+        default=100 * 1024 * 1024,
+        help="largest REST request body in bytes (413 above)",
+    )
+    add(
+        "--grace_period",
+        type=float,
+        default=30.0,
+        help="seconds in-flight requests get after SIGTERM",
+    )
+    add(
+        "--log_level",
+        default="info",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="log level",
+    )
     add("--access_log", type=str2bool, default=False, help="log every HTTP request")
     add("--enable_docs_url", type=str2bool, default=False, help="serve OpenAPI docs at /docs")
     # Accepted for compatibility with KServe's model server; they change nothing here.
-    for flag in ("--max_asyncio_workers", "--enable_latency_logging", "--configure_logging",
-                 "--log_config_file", "--access_log_format", "--predictor_host", "--protocol",
-                 "--framework", "--predictor_protocol", "--predictor_use_ssl",
-                 "--predictor_request_timeout_seconds", "--predictor_request_retries",
-                 "--enable_predictor_health_check", "--grpc_max_send_message_length",
-                 "--grpc_max_receive_message_length"):
+    for flag in (
+        "--max_asyncio_workers",
+        "--enable_latency_logging",
+        "--configure_logging",
+        "--log_config_file",
+        "--access_log_format",
+        "--predictor_host",
+        "--protocol",
+        "--framework",
+        "--predictor_protocol",
+        "--predictor_use_ssl",
+        "--predictor_request_timeout_seconds",
+        "--predictor_request_retries",
+        "--enable_predictor_health_check",
+        "--grpc_max_send_message_length",
+        "--grpc_max_receive_message_length",
+    ):
         add(flag, default=None, help=argparse.SUPPRESS, env=False)
     if add_runtime_arguments is not None:
         add_runtime_arguments(parser)
     return parser
 
 
-def parse_args(prog: str, argv: Sequence[str] | None, add_runtime_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+def parse_args(
+    prog: str,
+    argv: Sequence[str] | None,
+    add_runtime_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
     parser = build_parser(prog, add_runtime_arguments)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        logging.getLogger("modelserver").warning("ignoring unknown arguments: %s", " ".join(unknown))
+        logging.getLogger("modelserver").warning(
+            "ignoring unknown arguments: %s", " ".join(unknown)
+        )
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     return args
@@ -158,7 +216,9 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
     from .dataplane import DataPlane
     from .server import ModelServer, ServerConfig
 
-    dataplane = DataPlane(repository, server_name=getattr(model_class, "server_name", "modelserver"))
+    dataplane = DataPlane(
+        repository, server_name=getattr(model_class, "server_name", "modelserver")
+    )
     config = ServerConfig(
         host=args.host,
         http_port=args.http_port,
@@ -199,7 +259,10 @@ def _supervise(model_class: type, args: argparse.Namespace) -> int:
     """
     configure_logging(args.log_level)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(model_class, args), name=f"worker-{i}") for i in range(args.workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(model_class, args), name=f"worker-{i}")
+        for i in range(args.workers)
+    ]
     stopping = False
 
     def forward(signum: int, frame: Any) -> None:

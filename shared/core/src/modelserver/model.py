@@ -188,8 +188,12 @@ class Model(abc.ABC):
         except self.input_errors as exc:
             raise InvalidInput(f"Model '{self.name}' rejected the input: {exc}") from exc
         except Exception as exc:
-            logger.exception("model %s raised during predict (request id %s)", self.name, request.id)
-            raise InferenceError(f"Model '{self.name}' failed: {type(exc).__name__}: {exc}") from exc
+            logger.exception(
+                "model %s raised during predict (request id %s)", self.name, request.id
+            )
+            raise InferenceError(
+                f"Model '{self.name}' failed: {type(exc).__name__}: {exc}"
+            ) from exc
         outputs: list[Tensor] = []
         for name, value in results:
             if isinstance(value, Mapping):

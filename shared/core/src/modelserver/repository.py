@@ -64,7 +64,11 @@ class ModelRepository:
                 if path.is_dir() and not path.name.startswith(".") and path.name not in self.models:
                     entries[path.name] = {"name": path.name}
         for name, model in self.models.items():
-            entry: dict[str, Any] = {"name": name, "version": model.version, "state": model.state.value}
+            entry: dict[str, Any] = {
+                "name": name,
+                "version": model.version,
+                "state": model.state.value,
+            }
             if model.reason:
                 entry["reason"] = model.reason
             entries[name] = entry

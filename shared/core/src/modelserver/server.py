@@ -83,7 +83,9 @@ class ModelServer:
         ]
         server = grpc.aio.server(options=options)
         server.add_generic_rpc_handlers((generic_handler(self.dataplane),))
-        address = f"[{cfg.host}]:{cfg.grpc_port}" if ":" in cfg.host else f"{cfg.host}:{cfg.grpc_port}"
+        address = (
+            f"[{cfg.host}]:{cfg.grpc_port}" if ":" in cfg.host else f"{cfg.host}:{cfg.grpc_port}"
+        )
         if server.add_insecure_port(address) == 0:
             raise OSError(f"cannot bind gRPC port {address}")
         await server.start()
@@ -93,7 +95,9 @@ class ModelServer:
         """Begin a graceful stop: not ready, stop accepting, drain, exit."""
         if self._stopping is None or self._stopping.is_set():
             return
-        logger.info("shutting down: draining in-flight requests (grace %.0fs)", self.config.grace_period)
+        logger.info(
+            "shutting down: draining in-flight requests (grace %.0fs)", self.config.grace_period
+        )
         self.dataplane.draining = True
         self._stopping.set()
         if self._http is not None:

@@ -44,7 +44,9 @@ def check_shape(shape: Any, name: str) -> tuple[tuple[int, ...], int]:
     if not isinstance(shape, list | tuple):
         raise InvalidInput(f"Tensor '{name}': 'shape' must be a list of integers")
     if len(shape) > MAX_RANK:
-        raise InvalidInput(f"Tensor '{name}': shape has {len(shape)} dimensions, more than {MAX_RANK}")
+        raise InvalidInput(
+            f"Tensor '{name}': shape has {len(shape)} dimensions, more than {MAX_RANK}"
+        )
     for dim in shape:
         if type(dim) is not int:
             raise InvalidInput(f"Tensor '{name}': shape {list(shape)} must hold only integers")
@@ -91,7 +93,9 @@ def array_from_json(
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidInput(f"Tensor '{name}': data is not a regular array of {datatype}: {exc}") from None
+        raise InvalidInput(
+            f"Tensor '{name}': data is not a regular array of {datatype}: {exc}"
+        ) from None
     if arr.size != count:
         raise InvalidInput(
             f"Tensor '{name}': shape {list(shape)} needs {count} elements, data has {arr.size}"
@@ -115,12 +119,16 @@ def _flatten(data: Any, out: list[Any]) -> list[Any]:
     return out
 
 
-def _exact_integers(data: list[Any], datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+def _exact_integers(
+    data: list[Any], datatype: str, shape: tuple[int, ...], name: str
+) -> np.ndarray:
     values = _flatten(data, [])
     info = np.iinfo(DATATYPE_TO_DTYPE[datatype])
     for value in values:
         if type(value) is not int:
-            what = "fractional numbers" if isinstance(value, float) else "values that are not integers"
+            what = (
+                "fractional numbers" if isinstance(value, float) else "values that are not integers"
+            )
             raise InvalidInput(f"Tensor '{name}': {datatype} data holds {what}")
         if value < info.min or value > info.max:
             raise InvalidInput(
@@ -186,7 +194,8 @@ def array_from_raw(
     expected = count * dtype.itemsize
     if len(buf) != expected:
         raise InvalidInput(
-            f"Tensor '{name}': {datatype} shape {list(shape)} needs {expected} bytes, got {len(buf)}"
+            f"Tensor '{name}': {datatype} shape {list(shape)} needs {expected} bytes, "
+            f"got {len(buf)}"
         )
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
 

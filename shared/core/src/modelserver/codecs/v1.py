@@ -55,7 +55,9 @@ def _rows_of_objects(name: str, rows: list[Any]) -> list[Tensor]:
         if not isinstance(row, dict):
             raise InvalidInput(f"'{name}' mixes objects and non-objects (row {index})")
         if row.keys() != first.keys():
-            raise InvalidInput(f"'{name}' row {index} has keys {sorted(row)}, row 0 has {sorted(first)}")
+            raise InvalidInput(
+                f"'{name}' row {index} has keys {sorted(row)}, row 0 has {sorted(first)}"
+            )
         for key, value in row.items():
             columns[key].append(value)
     return [_column_tensor(key, values) for key, values in columns.items()]
@@ -115,7 +117,9 @@ def decode_predict_request(body: bytes, model_name: str) -> InferRequest:
 def _v1_value(tensor: Tensor) -> Any:
     data = array_to_json(tensor.data, tensor.datatype)
     if tensor.datatype == "BYTES":
-        return np.asarray(data, dtype=object).reshape(tensor.shape).tolist() if tensor.shape else data
+        return (
+            np.asarray(data, dtype=object).reshape(tensor.shape).tolist() if tensor.shape else data
+        )
     return data.reshape(tensor.shape)
 
 
@@ -128,8 +132,10 @@ def encode_predict_response(response: InferResponse) -> bytes:
         columns = {t.name: _v1_value(t) for t in outputs}
         rows = min((t.shape[0] if t.shape else 1) for t in outputs)
         predictions = [
-            {name: (value[i].tolist() if isinstance(value, np.ndarray) else value[i])
-             for name, value in columns.items()}
+            {
+                name: (value[i].tolist() if isinstance(value, np.ndarray) else value[i])
+                for name, value in columns.items()
+            }
             for i in range(rows)
         ]
     return orjson.dumps({"predictions": predictions}, option=JSON_DUMPS_OPTIONS)

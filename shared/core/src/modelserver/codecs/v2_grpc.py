@@ -64,7 +64,9 @@ def parameters_to_proto(target: Any, params: dict[str, Any]) -> None:
             slot.string_param = str(value)
 
 
-def _typed_array(tensor: Any, datatype: str, shape: tuple[int, ...], count: int, name: str) -> np.ndarray:
+def _typed_array(
+    tensor: Any, datatype: str, shape: tuple[int, ...], count: int, name: str
+) -> np.ndarray:
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
         raise InvalidInput(f"Tensor '{name}': {datatype} data must be sent in raw_input_contents")
@@ -154,9 +156,7 @@ def encode_infer_response(response: InferResponse, raw: bool = True) -> Any:
             field = getattr(out.contents, CONTENTS_FIELD[tensor.datatype])
             flat = tensor.data.reshape(-1)
             if tensor.datatype == "BYTES":
-                field.extend(
-                    x if isinstance(x, bytes) else str(x).encode("utf-8") for x in flat
-                )
+                field.extend(x if isinstance(x, bytes) else str(x).encode("utf-8") for x in flat)
             else:
                 field.extend(flat.tolist())
     return msg

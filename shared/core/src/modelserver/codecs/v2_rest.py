@@ -107,7 +107,9 @@ def decode_infer_request(
         size = params.get("binary_data_size")
         if size is not None:
             if type(size) is not int or size < 0:
-                raise InvalidInput(f"Input '{name}': binary_data_size must be a non-negative integer")
+                raise InvalidInput(
+                    f"Input '{name}': binary_data_size must be a non-negative integer"
+                )
             if "data" in item:
                 raise InvalidInput(f"Input '{name}' has both 'data' and binary_data_size")
             if offset + size > len(binary):
@@ -125,7 +127,8 @@ def decode_infer_request(
         inputs.append(Tensor(name, datatype, shape, data, params))
     if offset != len(binary):
         raise InvalidInput(
-            f"Binary data holds {len(binary)} bytes but the inputs' binary_data_size add up to {offset}"
+            f"Binary data holds {len(binary)} bytes but the inputs' binary_data_size "
+            f"add up to {offset}"
         )
 
     outputs = None
@@ -136,8 +139,12 @@ def decode_infer_request(
         outputs = []
         for index, item in enumerate(outputs_obj):
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise InvalidInput(f"Requested output {index} must be an object with a string 'name'")
-            outputs.append(RequestedOutput(item["name"], _parameters(item, f"output {item['name']}")))
+                raise InvalidInput(
+                    f"Requested output {index} must be an object with a string 'name'"
+                )
+            outputs.append(
+                RequestedOutput(item["name"], _parameters(item, f"output {item['name']}"))
+            )
     return InferRequest(
         model_name=model_name,
         model_version=model_version,

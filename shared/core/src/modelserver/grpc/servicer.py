@@ -40,7 +40,9 @@ def _guarded(method: str, fn: Handler) -> Handler:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
             logger.exception("%s failed", method)
-            await context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}"
+            )
 
     return wrapper
 

@@ -40,7 +40,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit}")
+                raise PayloadTooLarge(
+                    f"Request body of {declared} bytes exceeds the limit of {limit}"
+                )
         except ValueError:
             pass
         return await request.body()
@@ -54,7 +56,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(dataplane: DataPlane, max_body_size: int = 100 * 1024 * 1024, docs: bool = False) -> FastAPI:
+def create_app(
+    dataplane: DataPlane, max_body_size: int = 100 * 1024 * 1024, docs: bool = False
+) -> FastAPI:
     """Build the REST app over a data plane."""
     app = FastAPI(
         title="modelserver",
@@ -68,9 +72,13 @@ def create_app(dataplane: DataPlane, max_body_size: int = 100 * 1024 * 1024, doc
     @app.exception_handler(ModelServerError)
     async def _ours(request: Request, exc: ModelServerError) -> Response:
         if exc.http_status >= 500:
-            logger.error("%s %s -> %d: %s", request.method, request.url.path, exc.http_status, exc.message)
+            logger.error(
+                "%s %s -> %d: %s", request.method, request.url.path, exc.http_status, exc.message
+            )
         else:
-            logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.http_status, exc.message)
+            logger.warning(
+                "%s %s -> %d: %s", request.method, request.url.path, exc.http_status, exc.message
+            )
         return error_response(exc.http_status, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
