@@ -7,6 +7,7 @@ computed when the repository changes, not per request.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,6 +18,8 @@ from .errors import InvalidInput, ModelLoadError, ModelServerError
 from .model import Model
 from .repository import ModelRepository
 from .types import InferRequest, InferResponse
+
+logger = logging.getLogger(__name__)
 
 #: The protocol extensions this server implements, as server metadata lists them.
 EXTENSIONS = ("binary_tensor_data", "model_repository")
@@ -42,7 +45,7 @@ class DataPlane:
 
     def _refresh(self) -> None:
         self._metadata_json = {
-            name: orjson.dumps(model.metadata()) for name, model in self.repository.models.items()
+            name: orjson.dumps(_metadata(model)) for name, model in self.repository.models.items()
         }
 
     # -- health -------------------------------------------------------------
@@ -67,11 +70,11 @@ class DataPlane:
         model = self.repository.get(name, version)
         cached = self._metadata_json.get(model.name)
         if cached is None:
-            cached = self._metadata_json[model.name] = orjson.dumps(model.metadata())
+            cached = self._metadata_json[model.name] = orjson.dumps(_metadata(model))
         return cached
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        return self.repository.get(name, version).metadata()
+        return _metadata(self.repository.get(name, version))
 
     # -- inference ------------------------------------------------------------
 
@@ -94,3 +97,19 @@ class DataPlane:
 
     async def unload(self, name: str) -> None:
         await self.repository.unload(name)
+
+
+def _metadata(model: Model) -> dict[str, Any]:
+    """A model's metadata; a runtime that fails to describe itself still gets an answer."""
+    try:
+        return model.metadata()
+    except Exception as exc:
+        logger.exception("model %s failed to describe itself", model.name)
+        return {
+            "name": model.name,
+            "versions": [model.version] if model.version else [],
+            "platform": model.platform,
+            "inputs": [],
+            "outputs": [],
+            "reason": f"metadata unavailable: {type(exc).__name__}: {exc}",
+        }

@@ -132,13 +132,17 @@ class Model(abc.ABC):
             "name": self.name,
             "versions": [self.version] if self.version else [],
             "platform": self.platform,
-            "inputs": self.inputs_metadata(),
-            "outputs": self.outputs_metadata(),
+            "inputs": [],
+            "outputs": [],
         }
-        params = self.metadata_parameters()
-        if params:
-            meta["parameters"] = params
-        if self.state is not ModelState.READY:
+        if self.state is ModelState.READY:
+            # Only a loaded model can describe itself.
+            meta["inputs"] = self.inputs_metadata()
+            meta["outputs"] = self.outputs_metadata()
+            params = self.metadata_parameters()
+            if params:
+                meta["parameters"] = params
+        else:
             meta["state"] = self.state.value
             if self.reason:
                 meta["reason"] = self.reason

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .discovery import find_model_file, validate_model_name
+from .discovery import validate_model_name
 from .errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
 from .model import Model, ModelState
 
@@ -96,23 +96,38 @@ class ModelRepository:
                     raise ModelNotFound(name)
                 model = self.factory(name, path)
                 self.models[name] = model
-            elif model.model_dir is not None and model.extensions:
-                # Fail fast (and clearly) before unloading a serving model.
-                try:
-                    find_model_file(model.model_dir, model.extensions)
-                except ModelLoadError as exc:
-                    model.state, model.reason = ModelState.FAILED, str(exc)
-                    self._changed()
-                    raise
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, model.start)
-            except Exception as exc:
-                logger.error("loading model %s failed: %s", name, exc)
-                self._changed()
-                raise ModelLoadError(f"Failed to load model {name}: {exc}") from exc
+                await self._start(model)
+            else:
+                # Reload: build a fresh instance and swap it in only once it
+                # loaded, so a broken file never takes down a serving model.
+                fresh = self._fresh(model)
+                await self._start(fresh)
+                self.models[name] = fresh
+                model.stop()
+                model = fresh
             logger.info("model %s loaded", name)
             self._changed()
             return model
+
+    def _fresh(self, model: Model) -> Model:
+        if self.factory is not None and model.model_dir is not None:
+            return self.factory(model.name, model.model_dir)
+        fresh = type(model)(model.name, model.model_dir, model.version, model.options)
+        fresh.runner = model.runner
+        return fresh
+
+    async def _start(self, model: Model) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, model.start)
+        except Exception as exc:
+            logger.error("loading model %s failed: %s", model.name, exc)
+            current = self.models.get(model.name)
+            if current is not None and current is not model and current.ready:
+                current.reason = f"reload failed, still serving the previous load: {exc}"
+            else:
+                self.models[model.name] = model  # reported as FAILED, with the reason
+            self._changed()
+            raise ModelLoadError(f"Failed to load model {model.name}: {exc}") from exc
 
     async def unload(self, name: str) -> None:
         async with self._lock(name):

@@ -44,11 +44,12 @@ def parse_header_length(value: str | None, body_length: int) -> int | None:
     """Validate the Inference-Header-Content-Length header against the body."""
     if value is None:
         return None
-    try:
-        length = int(value)
-    except ValueError:
-        raise InvalidInput(f"Inference-Header-Content-Length '{value}' is not an integer") from None
-    if length < 0 or length > body_length:
+    if not (value.isascii() and value.isdigit()):
+        raise InvalidInput(
+            f"Inference-Header-Content-Length '{value}' is not a non-negative decimal integer"
+        )
+    length = int(value)
+    if length > body_length:
         raise InvalidInput(
             f"Inference-Header-Content-Length {length} is outside the body of {body_length} bytes"
         )

@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ..codecs import v2_grpc
 from ..dataplane import DataPlane
-from ..errors import ModelServerError
+from ..errors import InvalidInput, ModelServerError
 from . import messages as pb
 
 logger = logging.getLogger("modelserver.grpc")
@@ -25,12 +26,21 @@ logger = logging.getLogger("modelserver.grpc")
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-def _guarded(method: str, fn: Handler) -> Handler:
-    """Turn our errors into gRPC statuses; anything unexpected is INTERNAL and logged."""
+def _guarded(method: str, fn: Handler, request_cls: Any) -> Handler:
+    """Parse the request and run the RPC, mapping every failure to its gRPC status.
+
+    Parsing happens here rather than in grpc's deserializer so that bytes that
+    are not a valid message get INVALID_ARGUMENT (grpc would answer UNKNOWN).
+    Anything unexpected is INTERNAL and logged.
+    """
 
     @functools.wraps(fn)
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
+            try:
+                request = request_cls.FromString(raw)
+            except DecodeError as exc:
+                raise InvalidInput(f"Malformed {request_cls.__name__} message: {exc}") from None
             return await fn(request, context)
         except ModelServerError as exc:
             level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
@@ -116,8 +126,8 @@ def generic_handler(dataplane: DataPlane) -> grpc.GenericRpcHandler:
         request_cls = pb.message_class(method.input_type.full_name)
         response_cls = pb.message_class(method.output_type.full_name)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _guarded(method.name, getattr(servicer, method.name)),
-            request_deserializer=request_cls.FromString,
+            _guarded(method.name, getattr(servicer, method.name), request_cls),
+            request_deserializer=None,
             response_serializer=response_cls.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(pb.SERVICE_NAME, handlers)

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..codecs import v1, v2_rest
 from ..dataplane import DataPlane
@@ -56,6 +57,39 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class CatchAll:
+    """Answer an unexpected exception with a 500 ``{"error"}`` and keep the connection.
+
+    Starlette's own last-resort handler re-raises after responding, which
+    makes uvicorn drop the keep-alive connection; this pure ASGI layer (no
+    per-request cost beyond a call) stops the exception where it is answered.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            logger.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            response = error_response(500, f"Internal error: {type(exc).__name__}: {exc}")
+            await response(scope, receive, send)
+
+
 def create_app(
     dataplane: DataPlane, max_body_size: int = 100 * 1024 * 1024, docs: bool = False
 ) -> FastAPI:
@@ -89,10 +123,7 @@ def create_app(
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         return error_response(400, f"Invalid request: {exc.errors()}")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("%s %s failed", request.method, request.url.path)
-        return error_response(500, f"Internal error: {type(exc).__name__}: {exc}")
+    app.add_middleware(CatchAll)
 
     # -- liveness and server -------------------------------------------------
 
