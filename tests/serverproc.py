@@ -6,6 +6,7 @@ stopped (SIGTERM, then SIGKILL) and its log is kept for failure messages.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -79,12 +80,9 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                r = httpx.get(f"{self.http_url}/v2/health/ready", timeout=1.0)
-                if r.status_code == 200:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.http_url}/v2/health/ready", timeout=1.0).status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
             time.sleep(0.1)
         raise TimeoutError(f"server not ready after {timeout}s:\n{self.output()}")
 

@@ -19,7 +19,7 @@ class SlowModel(Model):
     platform = "test-slow"
 
     def load(self) -> None:
-        pass
+        """Nothing to read: the behaviour is all in predict."""
 
     def predict(self, inputs: Any) -> Any:
         seconds = float(np.asarray(inputs).reshape(-1)[0])

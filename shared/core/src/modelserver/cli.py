@@ -235,11 +235,12 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
     try:
         import uvloop
 
-        uvloop.install()
-    except ImportError:
-        pass
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # uvloop has no Windows build; asyncio's loop serves too
+        loop_factory = None
     try:
-        asyncio.run(ModelServer(dataplane, config).serve())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(ModelServer(dataplane, config).serve())
     except OSError as exc:
         logger.error("cannot serve: %s", exc)
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,9 @@ from ..errors import InvalidInput
 
 #: More dimensions than any real model uses; bounds the work of validation.
 MAX_RANK = 32
+
+#: Largest product of the non-zero dimensions numpy can index (8-byte elements).
+MAX_EXTENT = 2**60
 
 _LEN = struct.Struct("<I")
 
@@ -47,20 +51,44 @@ def check_shape(shape: Any, name: str) -> tuple[tuple[int, ...], int]:
         raise InvalidInput(
             f"Tensor '{name}': shape has {len(shape)} dimensions, more than {MAX_RANK}"
         )
+    extent = 1
     for dim in shape:
         if type(dim) is not int:
             raise InvalidInput(f"Tensor '{name}': shape {list(shape)} must hold only integers")
         if dim < 0:
             raise InvalidInput(f"Tensor '{name}': shape {list(shape)} has a negative dimension")
+        extent *= max(dim, 1)
+    if extent > MAX_EXTENT:
+        # numpy cannot even describe such an array, empty or not.
+        raise InvalidInput(f"Tensor '{name}': shape {list(shape)} is too large")
     return tuple(shape), math.prod(shape)
 
 
-def _flatten_strings(data: Any, out: list[bytes], name: str) -> None:
-    for item in data:
+def _leaves(data: list[Any], name: str) -> Iterator[Any]:
+    """The non-list items of nested lists, depth first, without recursion.
+
+    JSON may nest far deeper than Python's recursion limit; nesting deeper
+    than any tensor's rank is refused.
+    """
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                if len(stack) > MAX_RANK:
+                    raise InvalidInput(
+                        f"Tensor '{name}': data nested deeper than {MAX_RANK} levels"
+                    )
+                stack.append(iter(item))
+                break
+            yield item
+        else:
+            stack.pop()
+
+
+def _flatten_strings(data: list[Any], out: list[bytes], name: str) -> None:
+    for item in _leaves(data, name):
         if isinstance(item, str):
             out.append(item.encode("utf-8"))
-        elif isinstance(item, list):
-            _flatten_strings(item, out, name)
         elif isinstance(item, bytes):
             out.append(item)
         else:
@@ -110,19 +138,10 @@ def array_from_json(
     return arr.astype(DATATYPE_TO_DTYPE[datatype], copy=False).reshape(shape)
 
 
-def _flatten(data: Any, out: list[Any]) -> list[Any]:
-    for item in data:
-        if isinstance(item, list):
-            _flatten(item, out)
-        else:
-            out.append(item)
-    return out
-
-
 def _exact_integers(
     data: list[Any], datatype: str, shape: tuple[int, ...], name: str
 ) -> np.ndarray:
-    values = _flatten(data, [])
+    values = list(_leaves(data, name))
     info = np.iinfo(DATATYPE_TO_DTYPE[datatype])
     for value in values:
         if type(value) is not int:

@@ -44,7 +44,7 @@ def parse_header_length(value: str | None, body_length: int) -> int | None:
     """Validate the Inference-Header-Content-Length header against the body."""
     if value is None:
         return None
-    if not (value.isascii() and value.isdigit()):
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise InvalidInput(
             f"Inference-Header-Content-Length '{value}' is not a non-negative decimal integer"
         )

@@ -39,13 +39,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise PayloadTooLarge(
-                    f"Request body of {declared} bytes exceeds the limit of {limit}"
-                )
-        except ValueError:
-            pass
+        # uvicorn has already refused a Content-Length that is not a number.
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit}")
         return await request.body()
     chunks: list[bytes] = []
     total = 0
