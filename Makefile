@@ -29,7 +29,7 @@ serve: sample-models
 
 ## test: install and run the whole test suite
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 ## lint: ruff over the repository
 lint: install

@@ -160,6 +160,14 @@ def parse_args(
         )
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    # argparse checks choices only on the command line; values from the
+    # environment are checked here.
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.choices is not None and value not in action.choices:
+            parser.error(
+                f"{action.option_strings[0]}={value!r}: choose from {', '.join(action.choices)}"
+            )
     return args
 
 

@@ -20,7 +20,7 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 def validate_model_name(name: str) -> str:
     """Reject names that could not be a URL segment or that would leave the model dir."""
-    if not MODEL_NAME.match(name) or name in (".", ".."):
+    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
         raise ModelLoadError(
             f"Invalid model name {name!r}: use letters, digits, '_', '.', '-' (max 128)"
         )

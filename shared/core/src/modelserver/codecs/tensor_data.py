@@ -20,7 +20,7 @@ from ..errors import InvalidInput
 #: More dimensions than any real model uses; bounds the work of validation.
 MAX_RANK = 32
 
-#: Largest product of the non-zero dimensions numpy can index (8-byte elements).
+#: Bound on the product of the non-zero dimensions: numpy's limit for 8-byte elements.
 MAX_EXTENT = 2**60
 
 _LEN = struct.Struct("<I")
@@ -58,7 +58,7 @@ def check_shape(shape: Any, name: str) -> tuple[tuple[int, ...], int]:
         if dim < 0:
             raise InvalidInput(f"Tensor '{name}': shape {list(shape)} has a negative dimension")
         extent *= max(dim, 1)
-    if extent > MAX_EXTENT:
+    if extent >= MAX_EXTENT:
         # numpy cannot even describe such an array, empty or not.
         raise InvalidInput(f"Tensor '{name}': shape {list(shape)} is too large")
     return tuple(shape), math.prod(shape)

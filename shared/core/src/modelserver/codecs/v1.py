@@ -26,14 +26,18 @@ def _column_tensor(name: str, values: Any) -> Tensor:
         arr = np.asarray(values)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"Input '{name}' is not a regular array: {exc}") from None
-    return _tensor(name, arr)
+    return _tensor(name, arr, values)
 
 
-def _tensor(name: str, arr: np.ndarray) -> Tensor:
+def _tensor(name: str, arr: np.ndarray, values: list[Any]) -> Tensor:
     kind = arr.dtype.kind
     if kind in "US":
+        # numpy's fixed-width strings drop trailing NULs and turn numbers
+        # mixed in into strings: keep the original Python strings instead.
         obj = np.empty(arr.shape, dtype=object)
-        obj[...] = arr.tolist() if arr.ndim else arr.item()
+        obj[...] = values
+        if not all(isinstance(v, str) for v in obj.reshape(-1)):
+            raise InvalidInput(f"Input '{name}' mixes strings with other values")
         arr = obj
     elif kind == "O":
         raise InvalidInput(
@@ -49,6 +53,8 @@ def _tensor(name: str, arr: np.ndarray) -> Tensor:
 def _rows_of_objects(name: str, rows: list[Any]) -> list[Tensor]:
     columns: dict[str, list[Any]] = {}
     first = rows[0]
+    if not first:
+        raise InvalidInput(f"'{name}' rows are objects with no keys")
     for key in first:
         columns[str(key)] = []
     for index, row in enumerate(rows):
@@ -115,27 +121,36 @@ def decode_predict_request(body: bytes, model_name: str) -> InferRequest:
 
 
 def _v1_value(tensor: Tensor) -> Any:
+    """The output in its shape: numpy for orjson to write, Python values for BYTES and 0-d."""
     data = array_to_json(tensor.data, tensor.datatype)
     if tensor.datatype == "BYTES":
-        return (
-            np.asarray(data, dtype=object).reshape(tensor.shape).tolist() if tensor.shape else data
-        )
+        return np.asarray(data, dtype=object).reshape(tensor.shape).tolist()
+    if not tensor.shape:
+        return data.reshape(()).tolist()
     return data.reshape(tensor.shape)
 
 
 def encode_predict_response(response: InferResponse) -> bytes:
-    """``{"predictions": [...]}``: one output as rows; several as one object per row."""
+    """``{"predictions": ...}``: one output as rows; several as one object per row.
+
+    Several outputs that do not share a row count (or are scalars) are given
+    as one object of whole outputs instead.
+    """
     outputs = response.outputs
     if len(outputs) == 1:
         predictions: Any = _v1_value(outputs[0])
     else:
         columns = {t.name: _v1_value(t) for t in outputs}
-        rows = min((t.shape[0] if t.shape else 1) for t in outputs)
-        predictions = [
-            {
-                name: (value[i].tolist() if isinstance(value, np.ndarray) else value[i])
-                for name, value in columns.items()
-            }
-            for i in range(rows)
-        ]
+        rows = {t.shape[0] if t.shape else None for t in outputs}
+        if len(rows) == 1 and None not in rows:
+            (count,) = rows
+            predictions = [
+                {
+                    name: value[i].tolist() if isinstance(value, np.ndarray) else value[i]
+                    for name, value in columns.items()
+                }
+                for i in range(count)
+            ]
+        else:
+            predictions = columns
     return orjson.dumps({"predictions": predictions}, option=JSON_DUMPS_OPTIONS)

@@ -105,8 +105,8 @@ def decode_infer_request(
         check_datatype(datatype, name)
         shape, count = check_shape(item["shape"], name)
         params = _parameters(item, f"input '{name}'")
-        size = params.get("binary_data_size")
-        if size is not None:
+        if "binary_data_size" in params:
+            size = params["binary_data_size"]
             if type(size) is not int or size < 0:
                 raise InvalidInput(
                     f"Input '{name}': binary_data_size must be a non-negative integer"
