@@ -224,3 +224,13 @@ def test_v1_two_outputs_per_row(iris_server, estimator):
     np.testing.assert_allclose(
         [p["predict_proba"] for p in predictions], estimator.predict_proba(ROWS)
     )
+
+
+def test_v1_explain_is_refused_clearly(iris_server):
+    r = httpx.post(
+        f"{iris_server.http_url}/v1/models/iris:explain", json={"instances": ROWS.tolist()}
+    )
+    assert r.status_code == 501
+    assert "explainer" in r.json()["error"]
+    r = httpx.post(f"{iris_server.http_url}/v1/models/nope:explain", json={"instances": []})
+    assert r.status_code == 404 and r.json()["error"]

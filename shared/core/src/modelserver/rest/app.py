@@ -214,4 +214,9 @@ def create_app(
         response = await dataplane.infer(infer_request)
         return Response(v1.encode_predict_response(response), media_type=JSON)
 
+    @app.post("/v1/models/{name}:explain")
+    async def v1_explain(name: str) -> Response:
+        repo.get(name)
+        return error_response(501, f"Model {name} has no explainer; only :predict is served")
+
     return app
