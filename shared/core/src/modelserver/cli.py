@@ -80,6 +80,18 @@ def build_parser(
     add("--enable_grpc", type=str2bool, default=True, help="serve v2 gRPC")
     add("--workers", type=int, default=1, help="server processes sharing the ports")
     add(
+        "--max_batch_size",
+        type=int,
+        default=0,
+        help="adaptive batching: most rows merged into one predict call (0: off)",
+    )
+    add(
+        "--max_batch_delay_ms",
+        type=float,
+        default=0.0,
+        help="adaptive batching: how long a batch may wait for more requests",
+    )
+    add(
         "--max_threads",
         type=int,
         default=max(4, (os.cpu_count() or 1)),
@@ -160,6 +172,8 @@ def parse_args(
         )
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.max_batch_size < 0 or args.max_batch_delay_ms < 0:
+        parser.error("--max_batch_size and --max_batch_delay_ms must not be negative")
     # argparse checks choices only on the command line; values from the
     # environment are checked here.
     for action in parser._actions:
@@ -186,8 +200,10 @@ ModelFactory = Callable[[str, Path, argparse.Namespace], Any]
 def _load_models(model_class: type, args: argparse.Namespace) -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
+    from .batching import Batcher
     from .discovery import discover_models
     from .execution import PredictRunner
+    from .metrics import batch_observer
     from .repository import ModelRepository
 
     executor = ThreadPoolExecutor(max_workers=args.max_threads, thread_name_prefix="predict")
@@ -196,6 +212,15 @@ def _load_models(model_class: type, args: argparse.Namespace) -> Any:
     def factory(name: str, path: Path) -> Any:
         model = model_class(name, path, version=args.model_version, options=options)
         model.runner = PredictRunner(executor, args.predict_executor)
+        if args.max_batch_size > 0 and not model.dynamic_outputs:
+            model.batcher = Batcher(
+                name,
+                model.compute,
+                model.runner.run,
+                args.max_batch_size,
+                args.max_batch_delay_ms / 1000.0,
+                observe=batch_observer(name),
+            )
         return model
 
     found = discover_models(args.model_dir, args.model_name, model_class.extensions)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .batching import Batcher, batch_key
 from .datatypes import datatype_of
 from .errors import InferenceError, InvalidInput, ModelServerError
 from .execution import PredictRunner
@@ -80,6 +81,8 @@ class Model(abc.ABC):
         #: Outputs returned when a request names none.
         self.default_outputs: list[str] = ["predict"]
         self.runner = PredictRunner(None, "inline")
+        #: Set by the server when adaptive batching is on for this model.
+        self.batcher: Batcher | None = None
 
     # -- what a runtime implements ---------------------------------------
 
@@ -185,8 +188,12 @@ class Model(abc.ABC):
         """Decode, predict (inline or in the pool) and encode one request."""
         names = self.select_outputs(request)
         inputs = self.decode_inputs(request)
+        key = batch_key(inputs, names) if self.batcher is not None else None
         try:
-            results = await self.runner.run(self.compute, inputs, names)
+            if key is not None:
+                results = await self.batcher.submit(inputs, names, key)  # type: ignore[union-attr]
+            else:
+                results = await self.runner.run(self.compute, inputs, names)
         except ModelServerError:
             raise
         except self.input_errors as exc:

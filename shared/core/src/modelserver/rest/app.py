@@ -214,6 +214,13 @@ def create_app(
         response = await dataplane.infer(infer_request)
         return Response(v1.encode_predict_response(response), media_type=JSON)
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from ..metrics import exposition
+
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
     @app.post("/v1/models/{name}:explain")
     async def v1_explain(name: str) -> Response:
         repo.get(name)
