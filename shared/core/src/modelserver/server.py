@@ -21,7 +21,7 @@ import uvicorn
 
 from .dataplane import DataPlane
 from .grpc.servicer import generic_handler
-from .rest.app import create_app
+from .rest.app import create_asgi_app
 
 logger = logging.getLogger("modelserver")
 
@@ -111,7 +111,7 @@ class ModelServer:
         self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        app = create_app(self.dataplane, cfg.max_body_size, cfg.enable_docs_url)
+        app = create_asgi_app(self.dataplane, cfg.max_body_size, cfg.enable_docs_url)
         sock = _http_socket(cfg.host, cfg.http_port, cfg.reuse_port)
         if cfg.enable_grpc:
             self._grpc = await self._start_grpc()
@@ -120,6 +120,7 @@ class ModelServer:
             loop="none",
             http="httptools",
             lifespan="off",
+            proxy_headers=False,
             access_log=cfg.access_log,
             log_level=cfg.log_level,
             timeout_graceful_shutdown=int(cfg.grace_period),

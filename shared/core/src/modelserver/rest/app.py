@@ -18,9 +18,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..codecs import v1, v2_rest
+from ..codecs import v2_rest
 from ..dataplane import DataPlane
-from ..errors import ModelServerError, PayloadTooLarge
+from ..errors import ModelServerError
+from .fastpath import FastPath
+from .handlers import Handlers, Reply, read_body
 
 logger = logging.getLogger("modelserver.rest")
 
@@ -31,26 +33,16 @@ def _json(obj: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type=JSON)
 
 
+def _reply(reply: Reply) -> Response:
+    status, body, content_type, extra = reply
+    response = Response(body, status_code=status, media_type=content_type.decode())
+    for key, value in extra:
+        response.headers[key.decode()] = value.decode()
+    return response
+
+
 def error_response(status: int, message: str) -> Response:
     return Response(orjson.dumps({"error": message}), status_code=status, media_type=JSON)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        # uvicorn has already refused a Content-Length that is not a number.
-        if declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit}")
-        return await request.body()
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class CatchAll:
@@ -97,7 +89,7 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     repo = dataplane.repository
-    live_json = orjson.dumps({"live": True})
+    handlers = Handlers(dataplane, max_body_size)
 
     @app.exception_handler(ModelServerError)
     async def _ours(request: Request, exc: ModelServerError) -> Response:
@@ -129,12 +121,11 @@ def create_app(
 
     @app.get("/v2/health/live")
     async def live() -> Response:
-        return Response(live_json, media_type=JSON)
+        return _reply(handlers.live())
 
     @app.get("/v2/health/ready")
     async def ready() -> Response:
-        is_ready = dataplane.ready()
-        return _json({"ready": is_ready}, 200 if is_ready else 400)
+        return _reply(handlers.ready())
 
     @app.get("/v2")
     async def server_metadata() -> Response:
@@ -146,24 +137,18 @@ def create_app(
         return Response(dataplane.model_metadata_json(name, version), media_type=JSON)
 
     async def model_ready(name: str, version: str | None = None) -> Response:
-        is_ready = dataplane.model_ready(name, version)
-        return _json({"name": name, "ready": is_ready}, 200 if is_ready else 400)
+        return _reply(handlers.model_ready(name, version))
 
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        repo.get_ready(name, version)
-        body = await read_body(request, max_body_size)
-        header_length = v2_rest.parse_header_length(
-            request.headers.get(v2_rest.HEADER_LENGTH), len(body)
-        )
-        infer_request = v2_rest.decode_infer_request(body, header_length, name, version)
-        response = await dataplane.infer(infer_request)
-        out, json_length = v2_rest.encode_infer_response(response, infer_request)
-        if json_length is None:
-            return Response(out, media_type=JSON)
-        return Response(
-            out,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(json_length)},
+        headers = request.headers
+        return _reply(
+            await handlers.infer_v2(
+                request.receive,
+                headers.get("content-length"),
+                headers.get(v2_rest.HEADER_LENGTH),
+                name,
+                version,
+            )
         )
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
@@ -175,7 +160,9 @@ def create_app(
 
     @app.post("/v2/repository/index")
     async def repository_index(request: Request) -> Response:
-        body = await read_body(request, max_body_size)
+        body = await read_body(
+            request.receive, request.headers.get("content-length"), max_body_size
+        )
         ready_only = False
         if body.strip():
             ready_only = bool(v2_rest.loads_object(body, "index request").get("ready", False))
@@ -208,11 +195,9 @@ def create_app(
 
     @app.post("/v1/models/{name}:predict")
     async def v1_predict(request: Request, name: str) -> Response:
-        repo.get_ready(name)
-        body = await read_body(request, max_body_size)
-        infer_request = v1.decode_predict_request(body, name)
-        response = await dataplane.infer(infer_request)
-        return Response(v1.encode_predict_response(response), media_type=JSON)
+        return _reply(
+            await handlers.predict_v1(request.receive, request.headers.get("content-length"), name)
+        )
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -227,3 +212,10 @@ def create_app(
         return error_response(501, f"Model {name} has no explainer; only :predict is served")
 
     return app
+
+
+def create_asgi_app(
+    dataplane: DataPlane, max_body_size: int = 100 * 1024 * 1024, docs: bool = False
+) -> FastPath:
+    """The app uvicorn serves: the fast path in front of the FastAPI app."""
+    return FastPath(create_app(dataplane, max_body_size, docs), Handlers(dataplane, max_body_size))

@@ -1,0 +1,103 @@
+"""The REST operations on the hot path, written once against raw ASGI pieces.
+
+Both the pure-ASGI fast path (``fastpath``) and the FastAPI routes (``app``)
+call these, so the logic of each endpoint lives here only. Each takes the
+request's parts (body bytes, a header value) and returns the status, the
+body and any extra headers, never a framework object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..codecs import v1, v2_rest
+from ..dataplane import DataPlane
+from ..errors import PayloadTooLarge
+
+JSON = b"application/json"
+OCTET_STREAM = b"application/octet-stream"
+
+Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+"""(status, body, content type, extra headers)."""
+
+LIVE = orjson.dumps({"live": True})
+READY = orjson.dumps({"ready": True})
+NOT_READY = orjson.dumps({"ready": False})
+
+
+async def read_body(receive: Any, declared: str | None, limit: int) -> bytes:
+    """The whole request body from ASGI ``receive``; 413 past ``limit`` bytes.
+
+    A declared Content-Length over the limit is refused before anything is
+    read; a chunked body is counted as it arrives.
+    """
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit}")
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    total = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Handlers:
+    """The hot REST endpoints over one data plane."""
+
+    def __init__(self, dataplane: DataPlane, max_body_size: int) -> None:
+        self.dataplane = dataplane
+        self.repository = dataplane.repository
+        self.max_body_size = max_body_size
+
+    def live(self) -> Reply:
+        return 200, LIVE, JSON, []
+
+    def ready(self) -> Reply:
+        if self.dataplane.ready():
+            return 200, READY, JSON, []
+        return 400, NOT_READY, JSON, []
+
+    def model_ready(self, name: str, version: str | None) -> Reply:
+        is_ready = self.dataplane.model_ready(name, version)
+        body = orjson.dumps({"name": name, "ready": is_ready})
+        return (200 if is_ready else 400), body, JSON, []
+
+    async def infer_v2(
+        self,
+        receive: Any,
+        declared_length: str | None,
+        header_length: str | None,
+        name: str,
+        version: str | None,
+    ) -> Reply:
+        self.repository.get_ready(name, version)
+        body = await read_body(receive, declared_length, self.max_body_size)
+        json_length = v2_rest.parse_header_length(header_length, len(body))
+        request = v2_rest.decode_infer_request(body, json_length, name, version)
+        response = await self.dataplane.infer(request)
+        out, out_json_length = v2_rest.encode_infer_response(response, request)
+        if out_json_length is None:
+            return 200, out, JSON, []
+        return (
+            200,
+            out,
+            OCTET_STREAM,
+            [(b"inference-header-content-length", str(out_json_length).encode())],
+        )
+
+    async def predict_v1(self, receive: Any, declared_length: str | None, name: str) -> Reply:
+        self.repository.get_ready(name)
+        body = await read_body(receive, declared_length, self.max_body_size)
+        request = v1.decode_predict_request(body, name)
+        response = await self.dataplane.infer(request)
+        return 200, v1.encode_predict_response(response), JSON, []
