@@ -12,7 +12,7 @@ GRPC_PORT ?= 8081
 $(STAMP): pyproject.toml shared/core/pyproject.toml runtimes/sklearnserver/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-		-e shared/core -e runtimes/sklearnserver -e '.[dev]'
+		-e 'shared/core[tracing]' -e runtimes/sklearnserver -e '.[dev]'
 	touch $(STAMP)
 
 ## install: create .venv with the core, the runtimes and the dev tools (pinned)

@@ -26,6 +26,8 @@ from .errors import InferenceError
 logger = logging.getLogger(__name__)
 
 Compute = Callable[[Any, list[str]], list[tuple[str, Any]]]
+#: A request's outputs, with the batch's predict start and end (epoch ns).
+Batched = tuple[list[tuple[str, Any]], int, int]
 Runner = Callable[..., Any]
 
 
@@ -65,7 +67,7 @@ class _Pending:
     key: Hashable
     inputs: Any
     rows: int
-    future: asyncio.Future[list[tuple[str, Any]]] = field(repr=False)
+    future: asyncio.Future[Batched] = field(repr=False)
 
 
 class Batcher:
@@ -92,10 +94,14 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
 
-    async def submit(self, inputs: Any, names: list[str], key: Hashable) -> list[tuple[str, Any]]:
-        """Queue one request's inputs; its own slice of the batch's outputs comes back."""
+    async def submit(self, inputs: Any, names: list[str], key: Hashable) -> Batched:
+        """Queue one request's inputs; its own slice of the batch's outputs comes back.
+
+        Cancelling the wait (a client that left) takes the request out of any
+        batch not yet started.
+        """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[tuple[str, Any]]] = loop.create_future()
+        future: asyncio.Future[Batched] = loop.create_future()
         self._queue.append(_Pending(key, inputs, _rows(inputs), future))
         self._arrived.set()
         if self._worker is None or self._worker.done():
@@ -146,7 +152,7 @@ class Batcher:
             self.observe(len(batch), total)
         try:
             inputs = _concat([item.inputs for item in batch])
-            results = await self.run(self.compute, inputs, names)
+            results, start_ns, end_ns = await self.run(self.compute, inputs, names)
             slices = _split(results, [item.rows for item in batch], total)
         except BaseException as exc:  # every request of the batch gets the error
             for item in batch:
@@ -157,7 +163,7 @@ class Batcher:
             return
         for item, outputs in zip(batch, slices, strict=True):
             if not item.future.done():
-                item.future.set_result(outputs)
+                item.future.set_result((outputs, start_ns, end_ns))
 
 
 def _split(

@@ -18,6 +18,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,48 @@ def build_parser(
         default=30.0,
         help="seconds in-flight requests get after SIGTERM",
     )
+    add("--log_format", default="text", choices=["text", "json"], help="log line format")
+    add(
+        "--access_log_probes",
+        type=str2bool,
+        default=False,
+        help="also log health, readiness and metrics requests in the access log",
+    )
+    add("--logger_url", default=None, help="send each inference as a CloudEvent to this URL")
+    add(
+        "--logger_mode",
+        default="all",
+        choices=["all", "request", "response"],
+        help="what the request logger sends",
+    )
+    add(
+        "--logger_queue_size",
+        type=int,
+        default=1024,
+        help="events held for a slow sink before new ones are dropped",
+    )
+    add(
+        "--otel_endpoint",
+        default=None,
+        help="OTLP/HTTP endpoint for OpenTelemetry traces (or set OTEL_* variables)",
+    )
+    add(
+        "--auth_token_file",
+        default=None,
+        help="file of accepted bearer tokens, one per line (tokens also from AUTH_TOKENS)",
+    )
+    add(
+        "--max_concurrent_requests",
+        type=int,
+        default=0,
+        help="inference requests in flight before 503 (0: no limit)",
+    )
+    add(
+        "--request_timeout",
+        type=float,
+        default=0.0,
+        help="seconds an inference may take before 504 / DEADLINE_EXCEEDED (0: none)",
+    )
     add(
         "--log_level",
         default="info",
@@ -185,13 +229,36 @@ def parse_args(
     return args
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import orjson
+
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        formatter: logging.Formatter = JsonFormatter()
+        formatter.converter = time.gmtime
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uv = logging.getLogger(name)
+        uv.handlers = [handler]
+        uv.propagate = False
 
 
 ModelFactory = Callable[[str, Path, argparse.Namespace], Any]
@@ -203,7 +270,7 @@ def _load_models(model_class: type, args: argparse.Namespace) -> Any:
     from .batching import Batcher
     from .discovery import discover_models
     from .execution import PredictRunner
-    from .metrics import batch_observer
+    from .metrics import batch_observer, for_model
     from .repository import ModelRepository
 
     executor = ThreadPoolExecutor(max_workers=args.max_threads, thread_name_prefix="predict")
@@ -212,6 +279,7 @@ def _load_models(model_class: type, args: argparse.Namespace) -> Any:
     def factory(name: str, path: Path) -> Any:
         model = model_class(name, path, version=args.model_version, options=options)
         model.runner = PredictRunner(executor, args.predict_executor)
+        model.metrics = for_model(name)
         if args.max_batch_size > 0 and not model.dynamic_outputs:
             model.batcher = Batcher(
                 name,
@@ -236,7 +304,7 @@ def _load_models(model_class: type, args: argparse.Namespace) -> Any:
 
 def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool = False) -> int:
     """Load the models, then serve until stopped; the exit code of one server process."""
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         repository = _load_models(model_class, args)
     except ModelLoadError as exc:
@@ -247,6 +315,7 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
         return 2
 
     from .dataplane import DataPlane
+    from .policy import load_tokens
     from .server import ModelServer, ServerConfig
 
     dataplane = DataPlane(
@@ -263,7 +332,15 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
         reuse_port=reuse_port,
         enable_docs_url=args.enable_docs_url,
         access_log=args.access_log,
+        access_log_probes=args.access_log_probes,
         log_level=args.log_level,
+        auth_tokens=load_tokens(args.auth_token_file),
+        max_concurrent_requests=args.max_concurrent_requests,
+        request_timeout=args.request_timeout,
+        logger_url=args.logger_url,
+        logger_mode=args.logger_mode,
+        logger_queue_size=args.logger_queue_size,
+        otel_endpoint=args.otel_endpoint,
     )
     try:
         import uvloop
@@ -291,7 +368,11 @@ def _supervise(model_class: type, args: argparse.Namespace) -> int:
     and the exit code is non-zero, so the orchestrator restarts the pod rather
     than keep a server that silently lost capacity.
     """
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
+    # One metrics view across workers: each writes its samples here and any
+    # worker's /metrics sums them.
+    metrics_dir = tempfile.mkdtemp(prefix="modelserver-metrics-")
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=_worker, args=(model_class, args), name=f"worker-{i}")
@@ -315,17 +396,23 @@ def _supervise(model_class: type, args: argparse.Namespace) -> int:
     from multiprocessing.connection import wait
 
     alive = list(procs)
+    from prometheus_client import multiprocess
+
     while alive:
         ready = wait([p.sentinel for p in alive])
         for p in list(alive):
             if p.sentinel in ready:
                 p.join()
                 alive.remove(p)
+                multiprocess.mark_process_dead(p.pid)
                 if p.exitcode != 0:
                     code = code or (p.exitcode if p.exitcode and p.exitcode > 0 else 1)
                     if not stopping:
                         logger.error("%s exited with %s; stopping the others", p.name, p.exitcode)
                         forward(signal.SIGTERM, None)
+    import shutil
+
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return code
 
 

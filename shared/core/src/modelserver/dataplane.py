@@ -16,6 +16,7 @@ import orjson
 from . import __version__
 from .errors import InvalidInput, ModelLoadError, ModelServerError
 from .model import Model
+from .payload_logging import PayloadLogger
 from .repository import ModelRepository
 from .types import InferRequest, InferResponse
 
@@ -32,6 +33,8 @@ class DataPlane:
         self.repository = repository
         self.server_name = server_name
         self.draining = False
+        #: KServe's request/response logger, when ``--logger_url`` is set.
+        self.payload_logger: PayloadLogger | None = None
         self.started_at = time.time()
         self.server_metadata_dict: dict[str, Any] = {
             "name": server_name,
@@ -80,7 +83,10 @@ class DataPlane:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         model = self.repository.get_ready(request.model_name, request.model_version)
-        return await model.infer(request)
+        response = await model.infer(request)
+        if self.payload_logger is not None:
+            self.payload_logger.record(request, response)
+        return response
 
     # -- repository extension ---------------------------------------------------
 

@@ -79,3 +79,24 @@ class ModelLoadError(Exception):
     Raised at startup (the CLI turns it into a clear message and a non-zero
     exit) and by the repository's load operation.
     """
+
+
+class DeadlineExceeded(ModelServerError):
+    """The request outlived its time limit (``--request_timeout`` or the gRPC deadline)."""
+
+    http_status = 504
+    grpc_status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ServerBusy(ModelServerError):
+    """More requests are in flight than ``--max_concurrent_requests`` allows."""
+
+    http_status = 503
+    grpc_status = grpc.StatusCode.UNAVAILABLE
+
+
+class ClientDisconnected(ModelServerError):
+    """The client left before its answer was ready; the work it queued is dropped."""
+
+    http_status = 499
+    grpc_status = grpc.StatusCode.CANCELLED

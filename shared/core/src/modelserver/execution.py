@@ -18,10 +18,10 @@ from typing import Any
 FAST_STREAK = 16
 
 
-def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
-    start = time.perf_counter()
+def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, int, int]:
+    start = time.time_ns()
     result = fn(*args)
-    return result, time.perf_counter() - start
+    return result, start, time.time_ns()
 
 
 class PredictRunner:
@@ -35,24 +35,25 @@ class PredictRunner:
             raise ValueError(f"unknown predict executor mode {mode!r}")
         self.executor = executor
         self.mode = mode
-        self.threshold_s = threshold_s
+        self.threshold_ns = int(threshold_s * 1e9)
         self.inline = mode == "inline"
         self._fast = 0
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, int, int]:
+        """``fn(*args)`` with its start and end (epoch nanoseconds) for metrics and traces."""
         if self.inline:
-            result, elapsed = _timed(fn, args)
-            if self.mode == "auto" and elapsed > self.threshold_s:
+            timed = _timed(fn, args)
+            if self.mode == "auto" and timed[2] - timed[1] > self.threshold_ns:
                 self.inline = False
                 self._fast = 0
-            return result
+            return timed
         loop = asyncio.get_running_loop()
-        result, elapsed = await loop.run_in_executor(self.executor, _timed, fn, args)
+        timed = await loop.run_in_executor(self.executor, _timed, fn, args)
         if self.mode == "auto":
-            if elapsed <= self.threshold_s:
+            if timed[2] - timed[1] <= self.threshold_ns:
                 self._fast += 1
                 if self._fast >= FAST_STREAK:
                     self.inline = True
             else:
                 self._fast = 0
-        return result
+        return timed

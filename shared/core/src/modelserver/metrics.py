@@ -1,20 +1,61 @@
 """Prometheus metrics, served as text at ``GET /metrics`` on the HTTP port.
 
 Kept in one private registry so that a user's own metrics in the same process
-do not collide with ours; the exposition is rendered only when scraped.
+do not collide with ours. With ``--workers`` > 1 the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start, every worker writes its
+samples there, and any worker's ``/metrics`` shows the sum over all of them.
+Label children are created once per model and protocol, so recording a
+request costs a few attribute lookups, not a label resolution.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_LATENCY = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
+REQUESTS = Counter(
+    "modelserver_requests",
+    "Inference requests by model, protocol and status (HTTP code or gRPC code name)",
+    ["model", "protocol", "status"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "modelserver_request_duration_seconds",
+    "Whole inference request: read, decode, queue, predict, encode",
+    ["model", "protocol"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+QUEUE_SECONDS = Histogram(
+    "modelserver_queue_duration_seconds",
+    "Time a decoded request waited for predict (batching queue or thread pool)",
+    ["model"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+PREDICT_SECONDS = Histogram(
+    "modelserver_predict_duration_seconds",
+    "Time in the model's predict (for a batch: the whole batch's call)",
+    ["model"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+INFLIGHT = Gauge(
+    "modelserver_inflight_requests",
+    "Inference requests being served now",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
 BATCH_REQUESTS = Histogram(
     "modelserver_batch_requests",
     "Requests merged into one predict call by adaptive batching",
@@ -29,6 +70,64 @@ BATCH_ROWS = Histogram(
     buckets=_SIZES,
     registry=REGISTRY,
 )
+MODEL_LOAD_SECONDS = Gauge(
+    "modelserver_model_load_seconds",
+    "How long the model's last load took",
+    ["model"],
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+MODEL_STATE = Gauge(
+    "modelserver_model_state",
+    "1 for the state each model is in (LOADING, READY, UNAVAILABLE, FAILED), else 0",
+    ["model", "state"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
+LOGGER_EVENTS = Counter(
+    "modelserver_logger_events",
+    "Request/response CloudEvents by outcome (sent, dropped, failed)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+STATES = ("LOADING", "READY", "UNAVAILABLE", "FAILED")
+
+
+class ModelMetrics:
+    """The pre-labelled metric children of one model."""
+
+    __slots__ = ("_requests", "_seconds", "name", "predict", "queue")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queue = QUEUE_SECONDS.labels(name)
+        self.predict = PREDICT_SECONDS.labels(name)
+        self._requests: dict[tuple[str, int | str], Counter] = {}
+        self._seconds: dict[str, Histogram] = {}
+
+    def request(self, protocol: str, status: int | str, seconds: float) -> None:
+        counter = self._requests.get((protocol, status))
+        if counter is None:
+            counter = self._requests[(protocol, status)] = REQUESTS.labels(
+                self.name, protocol, str(status)
+            )
+        counter.inc()
+        hist = self._seconds.get(protocol)
+        if hist is None:
+            hist = self._seconds[protocol] = REQUEST_SECONDS.labels(self.name, protocol)
+        hist.observe(seconds)
+
+
+_models: dict[str, ModelMetrics] = {}
+
+
+def for_model(name: str) -> ModelMetrics:
+    """The metrics of a model (created on first use; ``<unknown>`` keeps cardinality bounded)."""
+    found = _models.get(name)
+    if found is None:
+        found = _models[name] = ModelMetrics(name)
+    return found
 
 
 def batch_observer(model: str) -> Callable[[int, int], None]:
@@ -43,6 +142,20 @@ def batch_observer(model: str) -> Callable[[int, int], None]:
     return observe
 
 
+def model_state(model: str, state: str, load_seconds: float | None = None) -> None:
+    """Record a model's lifecycle state (and its load time once loaded)."""
+    for candidate in STATES:
+        MODEL_STATE.labels(model, candidate).set(1 if candidate == state else 0)
+    if load_seconds is not None:
+        MODEL_LOAD_SECONDS.labels(model).set(load_seconds)
+
+
 def exposition() -> tuple[bytes, str]:
     """The current metrics in Prometheus text format, with its content type."""
+    if MULTIPROCESS:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

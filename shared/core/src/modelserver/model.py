@@ -12,16 +12,20 @@ from __future__ import annotations
 import abc
 import enum
 import logging
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import metrics, tracing
 from .batching import Batcher, batch_key
 from .datatypes import datatype_of
+from .disconnect import abandon_on_disconnect
 from .errors import InferenceError, InvalidInput, ModelServerError
 from .execution import PredictRunner
+from .metrics import ModelMetrics
 from .types import InferRequest, InferResponse, Tensor
 
 logger = logging.getLogger(__name__)
@@ -83,6 +87,10 @@ class Model(abc.ABC):
         self.runner = PredictRunner(None, "inline")
         #: Set by the server when adaptive batching is on for this model.
         self.batcher: Batcher | None = None
+        #: Set by the server: this model's pre-labelled Prometheus children.
+        self.metrics: ModelMetrics | None = None
+        #: Requests inside ``infer`` now; unload waits for them to finish.
+        self.inflight = 0
 
     # -- what a runtime implements ---------------------------------------
 
@@ -115,20 +123,25 @@ class Model(abc.ABC):
     def start(self) -> None:
         """Load the model and mark it ready, or FAILED with the reason."""
         self.state = ModelState.LOADING
+        metrics.model_state(self.name, self.state.value)
+        started = time.perf_counter()
         try:
             self.load()
         except BaseException as exc:
             self.state = ModelState.FAILED
             self.reason = str(exc) or type(exc).__name__
+            metrics.model_state(self.name, self.state.value)
             raise
         self.output_methods.setdefault("predict", self.predict)
         self.state = ModelState.READY
         self.reason = ""
+        metrics.model_state(self.name, self.state.value, time.perf_counter() - started)
 
     def stop(self) -> None:
         """Mark the model unavailable; subclasses may also free resources."""
         self.state = ModelState.UNAVAILABLE
         self.reason = "unloaded"
+        metrics.model_state(self.name, self.state.value)
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -185,15 +198,27 @@ class Model(abc.ABC):
         return [(name, self.output_methods[name](inputs)) for name in names]
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        """Decode, predict (inline or in the pool) and encode one request."""
+        """Decode, predict (inline, in the pool or in a batch) and encode one request."""
+        self.inflight += 1
+        try:
+            return await self._infer(request)
+        finally:
+            self.inflight -= 1
+
+    async def _infer(self, request: InferRequest) -> InferResponse:
         names = self.select_outputs(request)
         inputs = self.decode_inputs(request)
         key = batch_key(inputs, names) if self.batcher is not None else None
+        queued_ns = time.time_ns()
         try:
             if key is not None:
-                results = await self.batcher.submit(inputs, names, key)  # type: ignore[union-attr]
+                work = self.batcher.submit(inputs, names, key)  # type: ignore[union-attr]
             else:
-                results = await self.runner.run(self.compute, inputs, names)
+                work = self.runner.run(self.compute, inputs, names)
+            if key is None and self.runner.inline:
+                results, start_ns, end_ns = await work
+            else:
+                results, start_ns, end_ns = await abandon_on_disconnect(work)
         except ModelServerError:
             raise
         except self.input_errors as exc:
@@ -205,6 +230,13 @@ class Model(abc.ABC):
             raise InferenceError(
                 f"Model '{self.name}' failed: {type(exc).__name__}: {exc}"
             ) from exc
+        if self.metrics is not None:
+            self.metrics.queue.observe((start_ns - queued_ns) / 1e9)
+            self.metrics.predict.observe((end_ns - start_ns) / 1e9)
+        trace = tracing.current.get()
+        if trace is not None:
+            trace.phase("queue", queued_ns, start_ns)
+            trace.phase("predict", start_ns, end_ns)
         outputs: list[Tensor] = []
         for name, value in results:
             if isinstance(value, Mapping):

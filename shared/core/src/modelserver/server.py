@@ -14,14 +14,19 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import uvicorn
 
+from . import tracing
 from .dataplane import DataPlane
+from .gate import InferenceGate
 from .grpc.servicer import generic_handler
+from .payload_logging import PayloadLogger
+from .policy import RequestPolicy
 from .rest.app import create_asgi_app
+from .rest.fastpath import is_probe
 
 logger = logging.getLogger("modelserver")
 
@@ -40,7 +45,23 @@ class ServerConfig:
     reuse_port: bool = False
     enable_docs_url: bool = False
     access_log: bool = False
+    access_log_probes: bool = False
     log_level: str = "info"
+    auth_tokens: list[bytes] = field(default_factory=list)
+    max_concurrent_requests: int = 0
+    request_timeout: float = 0.0
+    logger_url: str | None = None
+    logger_mode: str = "all"
+    logger_queue_size: int = 1024
+    otel_endpoint: str | None = None
+
+
+def _skip_probes(record: logging.LogRecord) -> bool:
+    """Access-log filter: health, readiness and metrics scrapes are not logged."""
+    args = record.args
+    if isinstance(args, tuple) and len(args) >= 3:
+        return not is_probe(str(args[1]), str(args[2]).split("?", 1)[0])
+    return True
 
 
 class _UvicornServer(uvicorn.Server):
@@ -69,6 +90,10 @@ class ModelServer:
     def __init__(self, dataplane: DataPlane, config: ServerConfig):
         self.dataplane = dataplane
         self.config = config
+        self.policy = RequestPolicy(
+            config.auth_tokens, config.max_concurrent_requests, config.request_timeout
+        )
+        self.gate = InferenceGate(dataplane.repository, self.policy)
         self._http: _UvicornServer | None = None
         self._grpc: grpc.aio.Server | None = None
         self._stopping: asyncio.Event | None = None
@@ -82,7 +107,7 @@ class ModelServer:
             ("grpc.so_reuseport", 1 if cfg.reuse_port else 0),
         ]
         server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers((generic_handler(self.dataplane),))
+        server.add_generic_rpc_handlers((generic_handler(self.dataplane, self.gate),))
         address = (
             f"[{cfg.host}]:{cfg.grpc_port}" if ":" in cfg.host else f"{cfg.host}:{cfg.grpc_port}"
         )
@@ -111,7 +136,15 @@ class ModelServer:
         self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        app = create_asgi_app(self.dataplane, cfg.max_body_size, cfg.enable_docs_url)
+        tracing.setup(cfg.otel_endpoint, service_name=self.dataplane.server_name)
+        if cfg.logger_url:
+            self.dataplane.payload_logger = PayloadLogger(
+                cfg.logger_url, cfg.logger_mode, cfg.logger_queue_size
+            )
+            self.dataplane.payload_logger.start()
+        if cfg.access_log and not cfg.access_log_probes:
+            logging.getLogger("uvicorn.access").addFilter(_skip_probes)
+        app = create_asgi_app(self.dataplane, self.gate, cfg.max_body_size, cfg.enable_docs_url)
         sock = _http_socket(cfg.host, cfg.http_port, cfg.reuse_port)
         if cfg.enable_grpc:
             self._grpc = await self._start_grpc()
@@ -144,4 +177,7 @@ class ModelServer:
             elif self._grpc is not None:
                 await self._grpc.stop(cfg.grace_period)
             sock.close()
+            if self.dataplane.payload_logger is not None:
+                await self.dataplane.payload_logger.stop()
+            tracing.shutdown()
         logger.info("stopped")

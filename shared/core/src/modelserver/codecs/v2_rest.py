@@ -203,3 +203,28 @@ def encode_infer_response(
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)
+
+
+def encode_infer_request_json(request: InferRequest) -> bytes:
+    """A request as v2 JSON (all tensors inline): what the payload logger sends."""
+    obj: dict[str, Any] = {}
+    if request.id is not None:
+        obj["id"] = request.id
+    if request.parameters:
+        obj["parameters"] = request.parameters
+    obj["inputs"] = [
+        {
+            "name": t.name,
+            "datatype": t.datatype,
+            "shape": list(t.shape),
+            **({"parameters": t.parameters} if t.parameters else {}),
+            "data": array_to_json(t.data, t.datatype),
+        }
+        for t in request.inputs
+    ]
+    if request.outputs:
+        obj["outputs"] = [
+            {"name": o.name, **({"parameters": o.parameters} if o.parameters else {})}
+            for o in request.outputs
+        ]
+    return orjson.dumps(obj, option=JSON_DUMPS_OPTIONS)

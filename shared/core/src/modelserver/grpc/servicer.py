@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from .. import tracing
 from ..codecs import v2_grpc
 from ..dataplane import DataPlane
 from ..errors import InvalidInput, ModelServerError
+from ..gate import InferenceGate
+from ..policy import RequestPolicy
 from . import messages as pb
 
 logger = logging.getLogger("modelserver.grpc")
@@ -26,7 +30,15 @@ logger = logging.getLogger("modelserver.grpc")
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-def _guarded(method: str, fn: Handler, request_cls: Any) -> Handler:
+#: RPCs that stay open to probes when authentication is on.
+PROBES = frozenset(["ServerLive", "ServerReady", "ModelReady"])
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)]
+
+
+def _guarded(method: str, fn: Handler, request_cls: Any, policy: RequestPolicy) -> Handler:
     """Parse the request and run the RPC, mapping every failure to its gRPC status.
 
     Parsing happens here rather than in grpc's deserializer so that bytes that
@@ -34,9 +46,13 @@ def _guarded(method: str, fn: Handler, request_cls: Any) -> Handler:
     Anything unexpected is INTERNAL and logged.
     """
 
+    checks_auth = policy.auth_on and method not in PROBES
+
     @functools.wraps(fn)
     async def wrapper(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
+            if checks_auth:
+                policy.authenticate(_authorization(context))
             try:
                 request = request_cls.FromString(raw)
             except DecodeError as exc:
@@ -57,11 +73,19 @@ def _guarded(method: str, fn: Handler, request_cls: Any) -> Handler:
     return wrapper
 
 
+def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return None
+
+
 class InferenceServicer:
     """The RPCs of GRPCInferenceService over a data plane."""
 
-    def __init__(self, dataplane: DataPlane):
+    def __init__(self, dataplane: DataPlane, gate: InferenceGate):
         self.dataplane = dataplane
+        self.gate = gate
         meta = dataplane.server_metadata_dict
         self._server_metadata = pb.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=meta["extensions"]
@@ -93,10 +117,29 @@ class InferenceServicer:
         return response
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
+        remaining = context.time_remaining()
+        return await self.gate.serve(
+            request.model_name,
+            "v2-grpc",
+            lambda: self._infer(request),
+            grpc_status=True,
+            deadline_s=remaining,
+            headers=_metadata(context) if tracing.enabled() else (),
+        )
+
+    async def _infer(self, request: Any) -> Any:
         self.dataplane.repository.get_ready(request.model_name, request.model_version or None)
+        trace = tracing.current.get()
+        t0 = time.time_ns() if trace is not None else 0
         infer_request = v2_grpc.decode_infer_request(request)
+        if trace is not None:
+            trace.phase("decode", t0, time.time_ns())
         response = await self.dataplane.infer(infer_request)
-        return v2_grpc.encode_infer_response(response, raw=bool(request.raw_input_contents))
+        t2 = time.time_ns() if trace is not None else 0
+        out = v2_grpc.encode_infer_response(response, raw=bool(request.raw_input_contents))
+        if trace is not None:
+            trace.phase("encode", t2, time.time_ns())
+        return out
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         response = pb.RepositoryIndexResponse()
@@ -118,15 +161,15 @@ class InferenceServicer:
         return pb.RepositoryModelUnloadResponse()
 
 
-def generic_handler(dataplane: DataPlane) -> grpc.GenericRpcHandler:
+def generic_handler(dataplane: DataPlane, gate: InferenceGate) -> grpc.GenericRpcHandler:
     """A handler serving every RPC of the service descriptor."""
-    servicer = InferenceServicer(dataplane)
+    servicer = InferenceServicer(dataplane, gate)
     handlers = {}
     for method in pb.SERVICE.methods:
         request_cls = pb.message_class(method.input_type.full_name)
         response_cls = pb.message_class(method.output_type.full_name)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _guarded(method.name, getattr(servicer, method.name), request_cls),
+            _guarded(method.name, getattr(servicer, method.name), request_cls, gate.policy),
             request_deserializer=None,
             response_serializer=response_cls.SerializeToString,
         )

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..codecs import v2_rest
 from ..dataplane import DataPlane
 from ..errors import ModelServerError
+from ..gate import InferenceGate
 from .fastpath import FastPath
 from .handlers import Handlers, Reply, read_body
 
@@ -78,10 +79,10 @@ class CatchAll:
             await response(scope, receive, send)
 
 
-def create_app(
-    dataplane: DataPlane, max_body_size: int = 100 * 1024 * 1024, docs: bool = False
-) -> FastAPI:
-    """Build the REST app over a data plane."""
+def create_app(handlers: Handlers, docs: bool = False) -> FastAPI:
+    """Build the REST app over the shared handlers."""
+    dataplane = handlers.dataplane
+    max_body_size = handlers.max_body_size
     app = FastAPI(
         title="modelserver",
         docs_url="/docs" if docs else None,
@@ -89,7 +90,6 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     repo = dataplane.repository
-    handlers = Handlers(dataplane, max_body_size)
 
     @app.exception_handler(ModelServerError)
     async def _ours(request: Request, exc: ModelServerError) -> Response:
@@ -140,16 +140,8 @@ def create_app(
         return _reply(handlers.model_ready(name, version))
 
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        headers = request.headers
-        return _reply(
-            await handlers.infer_v2(
-                request.receive,
-                headers.get("content-length"),
-                headers.get(v2_rest.HEADER_LENGTH),
-                name,
-                version,
-            )
-        )
+        headers = list(request.headers.items())
+        return _reply(await handlers.infer_v2(request.receive, headers, name, version))
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.add_api_route(prefix, model_metadata, methods=["GET"])
@@ -196,7 +188,7 @@ def create_app(
     @app.post("/v1/models/{name}:predict")
     async def v1_predict(request: Request, name: str) -> Response:
         return _reply(
-            await handlers.predict_v1(request.receive, request.headers.get("content-length"), name)
+            await handlers.predict_v1(request.receive, list(request.headers.items()), name)
         )
 
     @app.get("/metrics")
@@ -215,7 +207,11 @@ def create_app(
 
 
 def create_asgi_app(
-    dataplane: DataPlane, max_body_size: int = 100 * 1024 * 1024, docs: bool = False
+    dataplane: DataPlane,
+    gate: InferenceGate,
+    max_body_size: int = 100 * 1024 * 1024,
+    docs: bool = False,
 ) -> FastPath:
     """The app uvicorn serves: the fast path in front of the FastAPI app."""
-    return FastPath(create_app(dataplane, max_body_size, docs), Handlers(dataplane, max_body_size))
+    handlers = Handlers(dataplane, max_body_size, gate)
+    return FastPath(create_app(handlers, docs), handlers, gate.policy)

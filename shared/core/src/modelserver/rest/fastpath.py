@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from ..errors import ModelServerError
-from .handlers import JSON, Handlers, Reply
+from ..policy import RequestPolicy
+from .handlers import JSON, Handlers, Headers, Reply
 
 logger = logging.getLogger("modelserver.rest")
 
@@ -33,10 +34,26 @@ def _name_version(middle: str) -> tuple[str, str | None] | None:
     return name, version
 
 
-def _header(scope: dict[str, Any], key: bytes) -> str | None:
+def _headers(scope: dict[str, Any]) -> Headers:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+
+
+def is_probe(method: str, path: str) -> bool:
+    """Liveness and readiness, which stay open to probes when auth is on."""
+    if method not in ("GET", "HEAD"):
+        return False
+    if path in ("/v2/health/live", "/v2/health/ready", "/", "/metrics"):
+        return True
+    if path.startswith(_V2_MODELS) and path.endswith("/ready"):
+        return True
+    # KServe's v1 readiness: GET /v1/models/{name}
+    return path.startswith(_V1_MODELS) and "/" not in path[len(_V1_MODELS) :]
+
+
+def _authorization(scope: dict[str, Any]) -> bytes | None:
     for name, value in scope["headers"]:
-        if name == key:
-            return value.decode("latin-1")
+        if name == b"authorization":
+            return value
     return None
 
 
@@ -54,16 +71,19 @@ def error_reply(status: int, message: str) -> Reply:
 
 
 class FastPath:
-    """ASGI app: hot routes here, everything else to ``fallback``."""
+    """ASGI app: hot routes here, everything else to ``fallback``; auth for all."""
 
-    def __init__(self, fallback: Any, handlers: Handlers) -> None:
+    def __init__(self, fallback: Any, handlers: Handlers, policy: RequestPolicy) -> None:
         self.fallback = fallback
         self.handlers = handlers
+        self.policy = policy
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
             try:
+                if self.policy.auth_on and not is_probe(method, path):
+                    self.policy.authenticate(_authorization(scope))
                 reply = await self._route(method, path, scope, receive)
             except ModelServerError as exc:
                 level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
@@ -86,17 +106,12 @@ class FastPath:
                 parts = _name_version(path[len(_V2_MODELS) : -len("/infer")])
                 if parts is None:
                     return None
-                return await h.infer_v2(
-                    receive,
-                    _header(scope, b"content-length"),
-                    _header(scope, b"inference-header-content-length"),
-                    *parts,
-                )
+                return await h.infer_v2(receive, _headers(scope), *parts)
             if path.startswith(_V1_MODELS) and path.endswith(":predict"):
                 name = path[len(_V1_MODELS) : -len(":predict")]
                 if not name or "/" in name:
                     return None
-                return await h.predict_v1(receive, _header(scope, b"content-length"), name)
+                return await h.predict_v1(receive, _headers(scope), name)
             return None
         if method == "GET":
             if path == "/v2/health/ready":

@@ -8,19 +8,34 @@ body and any extra headers, never a framework object.
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from typing import Any
 
 import orjson
 
+from .. import disconnect, tracing
 from ..codecs import v1, v2_rest
 from ..dataplane import DataPlane
 from ..errors import PayloadTooLarge
+from ..gate import InferenceGate
 
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
 
 Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 """(status, body, content type, extra headers)."""
+
+Headers = list[tuple[str, str]]
+"""Request headers as (lower-case name, value) pairs."""
+
+
+def header(headers: Headers, name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
 
 LIVE = orjson.dumps({"live": True})
 READY = orjson.dumps({"ready": True})
@@ -54,10 +69,11 @@ async def read_body(receive: Any, declared: str | None, limit: int) -> bytes:
 class Handlers:
     """The hot REST endpoints over one data plane."""
 
-    def __init__(self, dataplane: DataPlane, max_body_size: int) -> None:
+    def __init__(self, dataplane: DataPlane, max_body_size: int, gate: InferenceGate) -> None:
         self.dataplane = dataplane
         self.repository = dataplane.repository
         self.max_body_size = max_body_size
+        self.gate = gate
 
     def live(self) -> Reply:
         return 200, LIVE, JSON, []
@@ -75,17 +91,34 @@ class Handlers:
     async def infer_v2(
         self,
         receive: Any,
-        declared_length: str | None,
-        header_length: str | None,
+        headers: Headers,
         name: str,
         version: str | None,
     ) -> Reply:
+        return await self.gate.serve(
+            name,
+            "v2-rest",
+            lambda: self._infer_v2(receive, headers, name, version),
+            headers=headers,
+        )
+
+    async def _infer_v2(
+        self, receive: Any, headers: Headers, name: str, version: str | None
+    ) -> Reply:
         self.repository.get_ready(name, version)
-        body = await read_body(receive, declared_length, self.max_body_size)
-        json_length = v2_rest.parse_header_length(header_length, len(body))
+        body = await read_body(receive, header(headers, "content-length"), self.max_body_size)
+        disconnect.watch.set(partial(disconnect.wait_for_disconnect, receive))
+        trace = tracing.current.get()
+        t0 = time.time_ns() if trace is not None else 0
+        json_length = v2_rest.parse_header_length(header(headers, v2_rest.HEADER_LENGTH), len(body))
         request = v2_rest.decode_infer_request(body, json_length, name, version)
+        if trace is not None:
+            trace.phase("decode", t0, time.time_ns())
         response = await self.dataplane.infer(request)
+        t2 = time.time_ns() if trace is not None else 0
         out, out_json_length = v2_rest.encode_infer_response(response, request)
+        if trace is not None:
+            trace.phase("encode", t2, time.time_ns())
         if out_json_length is None:
             return 200, out, JSON, []
         return (
@@ -95,9 +128,23 @@ class Handlers:
             [(b"inference-header-content-length", str(out_json_length).encode())],
         )
 
-    async def predict_v1(self, receive: Any, declared_length: str | None, name: str) -> Reply:
+    async def predict_v1(self, receive: Any, headers: Headers, name: str) -> Reply:
+        return await self.gate.serve(
+            name, "v1-rest", lambda: self._predict_v1(receive, headers, name), headers=headers
+        )
+
+    async def _predict_v1(self, receive: Any, headers: Headers, name: str) -> Reply:
         self.repository.get_ready(name)
-        body = await read_body(receive, declared_length, self.max_body_size)
+        body = await read_body(receive, header(headers, "content-length"), self.max_body_size)
+        disconnect.watch.set(partial(disconnect.wait_for_disconnect, receive))
+        trace = tracing.current.get()
+        t0 = time.time_ns() if trace is not None else 0
         request = v1.decode_predict_request(body, name)
+        if trace is not None:
+            trace.phase("decode", t0, time.time_ns())
         response = await self.dataplane.infer(request)
-        return 200, v1.encode_predict_response(response), JSON, []
+        t2 = time.time_ns() if trace is not None else 0
+        out = v1.encode_predict_response(response)
+        if trace is not None:
+            trace.phase("encode", t2, time.time_ns())
+        return 200, out, JSON, []

@@ -32,16 +32,26 @@ class Recorder:
         return [(name, values * (i + 2)) for i, name in enumerate(names)]
 
 
-async def run_inline(fn: Any, *args: Any) -> Any:
+async def run_inline(fn: Any, *args: Any) -> tuple[Any, int, int]:
+    """The runner's contract: the result with its start and end times."""
     await asyncio.sleep(0.01)  # a predict that takes a while lets others queue
-    return fn(*args)
+    return fn(*args), 1, 2
 
 
 async def submit_all(batcher: Batcher, requests: list[tuple[Any, list[str]]]) -> list[Any]:
-    return await asyncio.gather(
+    """Each request's outputs (or its exception); checks the predict timing came along."""
+    results = await asyncio.gather(
         *(batcher.submit(x, names, batch_key(x, names)) for x, names in requests),
         return_exceptions=True,
     )
+    outputs = []
+    for result in results:
+        if isinstance(result, BaseException):
+            outputs.append(result)
+        else:
+            assert result[1:] == (1, 2)
+            outputs.append(result[0])
+    return outputs
 
 
 def test_each_request_gets_exactly_its_rows_in_order() -> None:

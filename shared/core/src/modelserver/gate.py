@@ -1,0 +1,73 @@
+"""The wrapper around every inference, REST or gRPC: admission, timeout, metrics, trace.
+
+One place decides what happens around a request so both transports count,
+limit and trace the same way. With every feature off it adds a counter
+increment, two clock reads and one histogram observation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from . import metrics, tracing
+from .errors import ModelServerError
+from .policy import RequestPolicy
+from .repository import ModelRepository
+
+T = TypeVar("T")
+
+UNKNOWN_MODEL = "<unknown>"
+
+
+class InferenceGate:
+    """Admission, timeout, metrics and tracing for inference requests."""
+
+    def __init__(self, repository: ModelRepository, policy: RequestPolicy) -> None:
+        self.repository = repository
+        self.policy = policy
+
+    async def serve(
+        self,
+        model_name: str,
+        protocol: str,
+        work: Callable[[], Awaitable[T]],
+        *,
+        grpc_status: bool = False,
+        deadline_s: float | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> T:
+        """Run ``work`` for one inference; errors propagate after being counted."""
+        label = model_name if model_name in self.repository.models else UNKNOWN_MODEL
+        model_metrics = metrics.for_model(label)
+        trace = (
+            tracing.begin(headers, model=model_name, protocol=protocol)
+            if tracing.enabled()
+            else None
+        )
+        start = time.perf_counter()
+        status: int | str = "OK" if grpc_status else 200
+        error: str | None = None
+        policy = self.policy
+        admitted = False
+        metrics.INFLIGHT.inc()
+        try:
+            policy.admit()
+            admitted = True
+            return await policy.bounded(work(), deadline_s)
+        except ModelServerError as exc:
+            status = exc.grpc_status.name if grpc_status else exc.http_status
+            error = exc.message
+            raise
+        except BaseException as exc:
+            status = "INTERNAL" if grpc_status else 500
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if admitted:
+                policy.release()
+            metrics.INFLIGHT.dec()
+            model_metrics.request(protocol, status, time.perf_counter() - start)
+            if trace is not None:
+                trace.finish(status, error)

@@ -1,0 +1,120 @@
+"""KServe's request/response logger: each inference sent to a sink as a CloudEvent.
+
+``--logger_url`` and ``--logger_mode all|request|response``. Events go out in
+CloudEvents binary HTTP mode (the ``ce-*`` headers carry the attributes, the
+body is the v2 JSON of the request or response) from a background task, through
+a bounded queue: inference never waits for the sink, and when the sink is slow
+or down events are dropped and counted (``modelserver_logger_events_total``),
+never buffered without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from .codecs.v2_rest import encode_infer_request_json, encode_infer_response
+from .metrics import LOGGER_EVENTS
+from .types import InferRequest, InferResponse
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+MODES = ("all", "request", "response")
+
+
+class PayloadLogger:
+    """A bounded queue of inference events and the task that posts them."""
+
+    def __init__(
+        self,
+        url: str,
+        mode: str = "all",
+        queue_size: int = 1024,
+        timeout_s: float = 5.0,
+        senders: int = 2,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"logger mode must be one of {MODES}, got {mode!r}")
+        self.url = url
+        self.log_requests = mode in ("all", "request")
+        self.log_responses = mode in ("all", "response")
+        self.queue: asyncio.Queue[tuple[str, str, InferRequest, InferResponse | None]] = (
+            asyncio.Queue(queue_size)
+        )
+        self.timeout_s = timeout_s
+        self.source = f"urn:modelserver:{socket.gethostname()}"
+        self._senders = senders
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: Any = None
+        self._sent = LOGGER_EVENTS.labels("sent")
+        self._dropped = LOGGER_EVENTS.labels("dropped")
+        self._failed = LOGGER_EVENTS.labels("failed")
+
+    def start(self) -> None:
+        import httpx
+
+        self._client = httpx.AsyncClient(timeout=self.timeout_s)
+        self._tasks = [
+            asyncio.get_running_loop().create_task(self._send_forever(), name=f"logger-{i}")
+            for i in range(self._senders)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._client is not None:
+            await self._client.aclose()
+
+    def record(self, request: InferRequest, response: InferResponse) -> None:
+        """Queue the events of one inference; never blocks, drops when full."""
+        event_id = request.id or uuid.uuid4().hex
+        if self.log_requests:
+            self._put((REQUEST_TYPE, event_id, request, None))
+        if self.log_responses:
+            self._put((RESPONSE_TYPE, event_id, request, response))
+
+    def _put(self, event: tuple[str, str, InferRequest, InferResponse | None]) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._dropped.inc()
+
+    async def _send_forever(self) -> None:
+        while True:
+            kind, event_id, request, response = await self.queue.get()
+            try:
+                if response is None:
+                    body = encode_infer_request_json(request)
+                else:
+                    body, _ = encode_infer_response(response, None)
+                headers = {
+                    "ce-specversion": "1.0",
+                    "ce-id": event_id,
+                    "ce-type": kind,
+                    "ce-source": self.source,
+                    "ce-time": datetime.now(UTC).isoformat(),
+                    "ce-inferenceservicename": request.model_name,
+                    "ce-modelname": request.model_name,
+                    "ce-requestid": event_id,
+                    "content-type": "application/json",
+                }
+                reply = await self._client.post(self.url, content=body, headers=headers)
+                if reply.status_code >= 400:
+                    self._failed.inc()
+                else:
+                    self._sent.inc()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed.inc()
+                logger.debug("logger sink %s: %s", self.url, exc)
