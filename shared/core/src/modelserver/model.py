@@ -143,6 +143,15 @@ class Model(abc.ABC):
         self.reason = "unloaded"
         metrics.model_state(self.name, self.state.value)
 
+    def release(self) -> None:
+        """Free what ``load`` took, once no request uses the model.
+
+        The base drops the runtime's references so the framework's memory can
+        be reclaimed; a runtime holding other resources (a JVM, a GPU session)
+        extends this.
+        """
+        self.output_methods = {}
+
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "name": self.name,

@@ -104,10 +104,16 @@ class ModelRepository:
                 await self._start(fresh)
                 self.models[name] = fresh
                 model.stop()
+                old = model
+                asyncio.get_running_loop().create_task(self._release_when_idle(old))
                 model = fresh
             logger.info("model %s loaded", name)
             self._changed()
             return model
+
+    async def _release_when_idle(self, model: Model) -> None:
+        await self._drain(model, 30.0)
+        model.release()
 
     def _fresh(self, model: Model) -> Model:
         if self.factory is not None and model.model_dir is not None:
@@ -129,9 +135,25 @@ class ModelRepository:
             self._changed()
             raise ModelLoadError(f"Failed to load model {model.name}: {exc}") from exc
 
-    async def unload(self, name: str) -> None:
+    async def unload(self, name: str, drain_s: float = 30.0) -> None:
+        """Stop taking requests for a model, let those in flight finish, then release it."""
         async with self._lock(name):
             model = self.get(name)
             model.stop()
-            logger.info("model %s unloaded", name)
             self._changed()
+            await self._drain(model, drain_s)
+            model.release()
+            logger.info("model %s unloaded", name)
+
+    @staticmethod
+    async def _drain(model: Model, drain_s: float) -> None:
+        deadline = asyncio.get_running_loop().time() + drain_s
+        while model.inflight > 0 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        if model.inflight > 0:
+            logger.warning(
+                "model %s released with %d requests still in flight after %.0fs",
+                model.name,
+                model.inflight,
+                drain_s,
+            )
