@@ -3,7 +3,8 @@
 Inline is cheapest (no thread hop) but a slow predict would stall every other
 request and the health probes. The adaptive runner starts in the pool, and
 only once predict has proved fast (a run of calls under the threshold) does it
-run inline; any inline call over the threshold sends it back to the pool.
+run inline; an inline call far over the threshold, or a few in a row over it,
+send it back to the pool.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from typing import Any
 
 #: Consecutive fast calls in the pool before predict may run inline.
 FAST_STREAK = 16
+#: Consecutive slow inline calls that send predict back to the pool. One call
+#: is not enough: on a busy core a fast predict is sometimes preempted.
+SLOW_STREAK = 3
+#: An inline call this many times over the threshold goes back at once (a
+#: predict that really blocks, e.g. sleeps, must not get three chances).
+BLOCKING_FACTOR = 10
 
 
 def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, int, int]:
@@ -38,14 +45,22 @@ class PredictRunner:
         self.threshold_ns = int(threshold_s * 1e9)
         self.inline = mode == "inline"
         self._fast = 0
+        self._slow = 0
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, int, int]:
         """``fn(*args)`` with its start and end (epoch nanoseconds) for metrics and traces."""
         if self.inline:
             timed = _timed(fn, args)
-            if self.mode == "auto" and timed[2] - timed[1] > self.threshold_ns:
-                self.inline = False
-                self._fast = 0
+            if self.mode == "auto":
+                elapsed = timed[2] - timed[1]
+                if elapsed <= self.threshold_ns:
+                    self._slow = 0
+                else:
+                    self._slow += 1
+                    if self._slow >= SLOW_STREAK or elapsed > BLOCKING_FACTOR * self.threshold_ns:
+                        self.inline = False
+                        self._fast = 0
+                        self._slow = 0
             return timed
         loop = asyncio.get_running_loop()
         timed = await loop.run_in_executor(self.executor, _timed, fn, args)
