@@ -259,6 +259,11 @@ def configure_logging(level: str, fmt: str = "text") -> None:
         uv = logging.getLogger(name)
         uv.handlers = [handler]
         uv.propagate = False
+    # uvicorn's own start/stop chatter repeats ours; keep its warnings and errors.
+    if level.lower() != "debug":
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    # The request logger's client would log every event it posts.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 ModelFactory = Callable[[str, Path, argparse.Namespace], Any]
@@ -299,14 +304,21 @@ def _load_models(model_class: type, args: argparse.Namespace) -> Any:
         logger.info("loading model %s from %s", name, path)
         model.start()
         repository.add(model)
-    return repository
+    return repository, executor
 
 
 def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool = False) -> int:
     """Load the models, then serve until stopped; the exit code of one server process."""
     configure_logging(args.log_level, args.log_format)
+    from .policy import load_tokens
+
     try:
-        repository = _load_models(model_class, args)
+        tokens = load_tokens(args.auth_token_file)
+    except (OSError, ValueError) as exc:
+        logger.error("cannot start: authentication: %s", exc)
+        return 2
+    try:
+        repository, executor = _load_models(model_class, args)
     except ModelLoadError as exc:
         logger.error("cannot start: %s", exc)
         return 2
@@ -315,12 +327,12 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
         return 2
 
     from .dataplane import DataPlane
-    from .policy import load_tokens
     from .server import ModelServer, ServerConfig
 
     dataplane = DataPlane(
         repository, server_name=getattr(model_class, "server_name", "modelserver")
     )
+    dataplane.workers = args.workers
     config = ServerConfig(
         host=args.host,
         http_port=args.http_port,
@@ -334,7 +346,7 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
         access_log=args.access_log,
         access_log_probes=args.access_log_probes,
         log_level=args.log_level,
-        auth_tokens=load_tokens(args.auth_token_file),
+        auth_tokens=tokens,
         max_concurrent_requests=args.max_concurrent_requests,
         request_timeout=args.request_timeout,
         logger_url=args.logger_url,
@@ -354,7 +366,31 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
     except OSError as exc:
         logger.error("cannot serve: %s", exc)
         return 1
+    _leave_stuck_predicts(executor)
     return 0
+
+
+def _leave_stuck_predicts(executor: Any) -> None:
+    """Exit now if predict calls outlived the grace period.
+
+    The pool's threads cannot be interrupted, and Python would wait for them
+    at exit; the orchestrator asked us to stop within the grace period.
+    """
+    import threading
+
+    executor.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + 0.5
+    busy = [t for t in threading.enumerate() if t.name.startswith("predict")]
+    for thread in busy:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in busy if t.is_alive()]
+    if stuck:
+        logger.warning(
+            "%d predict call(s) still running after the grace period; exiting without them",
+            len(stuck),
+        )
+        logging.shutdown()
+        os._exit(0)
 
 
 def _worker(model_class: type, args: argparse.Namespace) -> None:
@@ -405,11 +441,12 @@ def _supervise(model_class: type, args: argparse.Namespace) -> int:
                 p.join()
                 alive.remove(p)
                 multiprocess.mark_process_dead(p.pid)
-                if p.exitcode != 0:
+                if p.exitcode != 0 and not stopping:
+                    # A worker stopped by our own SIGTERM (say, while still
+                    # loading) is not a failure; one that died on its own is.
                     code = code or (p.exitcode if p.exitcode and p.exitcode > 0 else 1)
-                    if not stopping:
-                        logger.error("%s exited with %s; stopping the others", p.name, p.exitcode)
-                        forward(signal.SIGTERM, None)
+                    logger.error("%s exited with %s; stopping the others", p.name, p.exitcode)
+                    forward(signal.SIGTERM, None)
     import shutil
 
     shutil.rmtree(metrics_dir, ignore_errors=True)

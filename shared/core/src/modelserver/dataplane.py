@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -33,6 +34,8 @@ class DataPlane:
         self.repository = repository
         self.server_name = server_name
         self.draining = False
+        #: Server processes sharing the ports; repository changes need just one.
+        self.workers = 1
         #: KServe's request/response logger, when ``--logger_url`` is set.
         self.payload_logger: PayloadLogger | None = None
         self.started_at = time.time()
@@ -83,9 +86,14 @@ class DataPlane:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         model = self.repository.get_ready(request.model_name, request.model_version)
+        payload_logger = self.payload_logger
+        if payload_logger is None:
+            return await model.infer(request)
+        if request.id is None:
+            request.id = uuid.uuid4().hex  # ties the request and response events together
+        payload_logger.record_request(request)
         response = await model.infer(request)
-        if self.payload_logger is not None:
-            self.payload_logger.record(request, response)
+        payload_logger.record_response(request, response)
         return response
 
     # -- repository extension ---------------------------------------------------
@@ -93,7 +101,16 @@ class DataPlane:
     def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
         return self.repository.index(ready_only)
 
+    def _single_process(self, what: str) -> None:
+        if self.workers > 1:
+            raise InvalidInput(
+                f"Cannot {what} a model with --workers {self.workers}: each worker holds its "
+                "own models and only one would change; run with --workers 1 to manage the "
+                "repository"
+            )
+
     async def load(self, name: str) -> None:
+        self._single_process("load")
         try:
             await self.repository.load(name)
         except ModelServerError:
@@ -102,6 +119,7 @@ class DataPlane:
             raise InvalidInput(str(exc)) from None
 
     async def unload(self, name: str) -> None:
+        self._single_process("unload")
         await self.repository.unload(name)
 
 

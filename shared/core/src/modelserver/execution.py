@@ -47,9 +47,15 @@ class PredictRunner:
         self._fast = 0
         self._slow = 0
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, int, int]:
-        """``fn(*args)`` with its start and end (epoch nanoseconds) for metrics and traces."""
-        if self.inline:
+    async def run(
+        self, fn: Callable[..., Any], *args: Any, pool: bool = False
+    ) -> tuple[Any, int, int]:
+        """``fn(*args)`` with its start and end (epoch nanoseconds) for metrics and traces.
+
+        ``pool`` forces the thread pool for this call (a request with a time
+        limit must not run where the limit cannot interrupt it).
+        """
+        if self.inline and not (pool and self.executor is not None):
             timed = _timed(fn, args)
             if self.mode == "auto":
                 elapsed = timed[2] - timed[1]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics, tracing
+from . import metrics, policy, tracing
 from .batching import Batcher, batch_key
 from .datatypes import datatype_of
 from .disconnect import abandon_on_disconnect
@@ -123,25 +123,22 @@ class Model(abc.ABC):
     def start(self) -> None:
         """Load the model and mark it ready, or FAILED with the reason."""
         self.state = ModelState.LOADING
-        metrics.model_state(self.name, self.state.value)
         started = time.perf_counter()
         try:
             self.load()
         except BaseException as exc:
             self.state = ModelState.FAILED
             self.reason = str(exc) or type(exc).__name__
-            metrics.model_state(self.name, self.state.value)
             raise
         self.output_methods.setdefault("predict", self.predict)
         self.state = ModelState.READY
         self.reason = ""
-        metrics.model_state(self.name, self.state.value, time.perf_counter() - started)
+        metrics.MODEL_LOAD_SECONDS.labels(self.name).set(time.perf_counter() - started)
 
     def stop(self) -> None:
         """Mark the model unavailable; subclasses may also free resources."""
         self.state = ModelState.UNAVAILABLE
         self.reason = "unloaded"
-        metrics.model_state(self.name, self.state.value)
 
     def release(self) -> None:
         """Free what ``load`` took, once no request uses the model.
@@ -223,8 +220,8 @@ class Model(abc.ABC):
             if key is not None:
                 work = self.batcher.submit(inputs, names, key)  # type: ignore[union-attr]
             else:
-                work = self.runner.run(self.compute, inputs, names)
-            if key is None and self.runner.inline:
+                work = self.runner.run(self.compute, inputs, names, pool=policy.limited.get())
+            if key is None and self.runner.inline and not policy.limited.get():
                 results, start_ns, end_ns = await work
             else:
                 results, start_ns, end_ns = await abandon_on_disconnect(work)

@@ -75,13 +75,15 @@ class PayloadLogger:
         if self._client is not None:
             await self._client.aclose()
 
-    def record(self, request: InferRequest, response: InferResponse) -> None:
-        """Queue the events of one inference; never blocks, drops when full."""
-        event_id = request.id or uuid.uuid4().hex
+    def record_request(self, request: InferRequest) -> None:
+        """Queue a request's event as it arrives (so failed inferences are logged too)."""
         if self.log_requests:
-            self._put((REQUEST_TYPE, event_id, request, None))
+            self._put((REQUEST_TYPE, request.id or uuid.uuid4().hex, request, None))
+
+    def record_response(self, request: InferRequest, response: InferResponse) -> None:
+        """Queue a response's event; its ce-id is the request's."""
         if self.log_responses:
-            self._put((RESPONSE_TYPE, event_id, request, response))
+            self._put((RESPONSE_TYPE, request.id or uuid.uuid4().hex, request, response))
 
     def _put(self, event: tuple[str, str, InferRequest, InferResponse | None]) -> None:
         try:

@@ -7,6 +7,7 @@ timeout, ``admit`` is two comparisons and ``bounded`` awaits the call as is.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import logging
 import os
@@ -15,6 +16,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from .errors import DeadlineExceeded, ServerBusy, Unauthenticated
+
+#: True while the current request has a time limit: predict must then run
+#: where the limit can interrupt the wait (the pool), never inline.
+limited: contextvars.ContextVar[bool] = contextvars.ContextVar("modelserver_limited", default=False)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,8 @@ def load_tokens(token_file: str | None, env_var: str = "AUTH_TOKENS") -> list[by
         tokens.extend(line.strip() for line in text.splitlines())
     tokens.extend(part.strip() for part in os.environ.get(env_var, "").split(","))
     found = [t.encode("utf-8") for t in tokens if t and not t.startswith("#")]
+    if token_file and not found:
+        raise ValueError(f"--auth_token_file {token_file} holds no token; refusing to start open")
     if found:
         logger.info("authentication on: %d token(s) accepted", len(found))
     return found
@@ -93,6 +100,7 @@ class RequestPolicy:
             limit = deadline_s if limit is None else min(limit, deadline_s)
         if limit is None:
             return await work
+        limited.set(True)
         try:
             return await asyncio.wait_for(work, limit)
         except TimeoutError:

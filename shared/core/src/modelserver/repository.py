@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .discovery import validate_model_name
+from . import metrics
+from .discovery import MODEL_NAME, validate_model_name
 from .errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
 from .model import Model, ModelState
 
@@ -36,6 +37,10 @@ class ModelRepository:
         self._changed()
 
     def _changed(self) -> None:
+        # The state metric follows the registry: the instance serving under a
+        # name, not one being loaded beside it or one just replaced.
+        for name, model in self.models.items():
+            metrics.model_state(name, model.state.value)
         for callback in self.on_change:
             callback()
 
@@ -61,7 +66,11 @@ class ModelRepository:
         entries: dict[str, dict[str, Any]] = {}
         if self.model_dir is not None and self.model_dir.is_dir() and self.factory is not None:
             for path in sorted(self.model_dir.iterdir()):
-                if path.is_dir() and not path.name.startswith(".") and path.name not in self.models:
+                if (
+                    path.is_dir()
+                    and MODEL_NAME.fullmatch(path.name)
+                    and path.name not in self.models
+                ):
                     entries[path.name] = {"name": path.name}
         for name, model in self.models.items():
             entry: dict[str, Any] = {
@@ -94,8 +103,11 @@ class ModelRepository:
                 path = self.model_dir / name
                 if not path.is_dir():
                     raise ModelNotFound(name)
+                if not path.resolve().is_relative_to(self.model_dir.resolve()):
+                    raise InvalidInput(f"Model {name} resolves outside the model directory")
                 model = self.factory(name, path)
                 self.models[name] = model
+                self._changed()
                 await self._start(model)
             else:
                 # Reload: build a fresh instance and swap it in only once it

@@ -155,8 +155,9 @@ class ModelServer:
             lifespan="off",
             proxy_headers=False,
             access_log=cfg.access_log,
-            log_level=cfg.log_level,
-            timeout_graceful_shutdown=int(cfg.grace_period),
+            log_level=None,  # levels are ours (cli.configure_logging)
+            timeout_graceful_shutdown=cfg.grace_period,  # type: ignore[arg-type]
+            log_config=None,
             server_header=False,
             date_header=False,
         )

@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from .. import tracing
+from .. import metrics, tracing
 from ..codecs import v2_grpc
 from ..dataplane import DataPlane
 from ..errors import InvalidInput, ModelServerError
-from ..gate import InferenceGate
+from ..gate import UNKNOWN_MODEL, InferenceGate
 from ..policy import RequestPolicy
 from . import messages as pb
 
@@ -56,6 +56,8 @@ def _guarded(method: str, fn: Handler, request_cls: Any, policy: RequestPolicy) 
             try:
                 request = request_cls.FromString(raw)
             except DecodeError as exc:
+                if method == "ModelInfer":
+                    metrics.for_model(UNKNOWN_MODEL).request("v2-grpc", "INVALID_ARGUMENT", 0.0)
                 raise InvalidInput(f"Malformed {request_cls.__name__} message: {exc}") from None
             return await fn(request, context)
         except ModelServerError as exc:

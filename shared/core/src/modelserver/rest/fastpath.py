@@ -9,6 +9,8 @@ docs, unknown paths, wrong methods) goes on to the FastAPI app unchanged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -45,7 +47,7 @@ def is_probe(method: str, path: str) -> bool:
     if path in ("/v2/health/live", "/v2/health/ready", "/", "/metrics"):
         return True
     if path.startswith(_V2_MODELS) and path.endswith("/ready"):
-        return True
+        return _name_version(path[len(_V2_MODELS) : -len("/ready")]) is not None
     # KServe's v1 readiness: GET /v1/models/{name}
     return path.startswith(_V1_MODELS) and "/" not in path[len(_V1_MODELS) :]
 
@@ -89,6 +91,14 @@ class FastPath:
                 level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
                 logger.log(level, "%s %s -> %d: %s", method, path, exc.http_status, exc.message)
                 reply = error_reply(exc.http_status, exc.message)
+            except asyncio.CancelledError:
+                # The grace period after SIGTERM ran out with this request unfinished.
+                logger.warning("%s %s cut off at shutdown", method, path)
+                with contextlib.suppress(Exception):
+                    await _send(
+                        send, error_reply(503, "Server shut down before the answer was ready")
+                    )
+                raise
             except Exception as exc:
                 logger.exception("%s %s failed", method, path)
                 reply = error_reply(500, f"Internal error: {type(exc).__name__}: {exc}")
