@@ -7,7 +7,7 @@ MODELS := build/models
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 
-.PHONY: install serve test lint protos sample-models clean
+.PHONY: install serve test lint protos sample-models bench clean
 
 $(STAMP): pyproject.toml shared/core/pyproject.toml runtimes/sklearnserver/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: install
 ## protos: regenerate the gRPC descriptor from the .proto
 protos: install
 	$(BIN)/python scripts/gen_protos.py
+
+## bench: compare with KServe, MLServer and a bare route (bench/README.md); BENCH_ARGS="--quick"
+bench:
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis

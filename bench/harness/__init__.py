@@ -1,0 +1,1 @@
+"""The benchmark harness behind ``make bench`` (standard library only; see bench/README.md)."""

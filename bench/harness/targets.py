@@ -1,0 +1,161 @@
+"""The servers under test: how to launch each one and which loads it can take.
+
+Every target serves the same model file under the name ``iris`` with one
+worker process. A target names the protocol features it lacks, with the
+reason, so the report can say what was skipped and why instead of showing an
+empty cell.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .paths import Paths
+
+MODEL_NAME = "iris"
+
+#: Protocol features a load needs (see loads.Load.feature).
+V2_JSON, V2_BINARY, V1, GRPC = "v2-json", "v2-binary", "v1", "grpc"
+
+MLSERVER_NO_BINARY = (
+    "MLServer 1.7.1 has no REST binary tensor extension (a binary body gets HTTP 500)"
+)
+MLSERVER_NO_V1 = "MLServer speaks only the Open Inference Protocol (v2), no KServe v1"
+BARE_ONLY_V2 = "the bare route is one v2 REST route"
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int
+    grpc: int
+    metrics: int
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A command line plus the working directory it needs (MLServer reads its settings there)."""
+
+    argv: list[str]
+    cwd: Path
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    family: str  # ours | kserve | mlserver | bare: ratios compare the ours family with the others
+    description: str
+    build: Callable[[Paths, Ports], Launch]
+    unsupported: dict[str, str] = field(default_factory=dict)
+    venv: str | None = None  # bench/.envs venv it needs (None: our .venv)
+
+    def supports(self, feature: str) -> bool:
+        return feature not in self.unsupported
+
+
+def ours(label: str = "ours", extra_args: str = "", workers: int = 1) -> Target:
+    extra = shlex.split(extra_args)
+
+    def build(paths: Paths, ports: Ports) -> Launch:
+        argv = [
+            str(paths.ours_python), "-m", "sklearnserver",
+            "--model_name", MODEL_NAME, "--model_dir", str(paths.model_dir),
+            "--http_port", str(ports.http), "--grpc_port", str(ports.grpc),
+            "--workers", str(workers), *extra,
+        ]  # fmt: skip
+        return Launch(argv, paths.repo)
+
+    args = " ".join([f"--workers {workers}", *extra])
+    return Target(label, "ours", f"python -m sklearnserver {args}", build)
+
+
+def kserve(label: str = "kserve", request_logs: bool = False) -> Target:
+    def build(paths: Paths, ports: Ports) -> Launch:
+        flag = str(request_logs).lower()
+        argv = [
+            str(paths.venv_bin("kserve")), str(paths.servers / "kserve_iris.py"),
+            "--model_name", MODEL_NAME, "--model_dir", str(paths.model_dir),
+            "--http_port", str(ports.http), "--grpc_port", str(ports.grpc), "--workers", "1",
+            "--enable_latency_logging", flag, "--request_logs", flag,
+        ]  # fmt: skip
+        return Launch(argv, paths.repo)
+
+    logs = "with" if request_logs else "without"
+    return Target(
+        label,
+        "kserve",
+        f"kserve 0.21.0 ModelServer + KServe's SKLearnModel, {logs} per-request logs",
+        build,
+        venv="kserve",
+    )
+
+
+def mlserver(label: str = "mlserver", parallel_workers: int | None = 0) -> Target:
+    """MLServer with ``parallel_workers`` (None: its default, an inference pool of 1 process)."""
+
+    def build(paths: Paths, ports: Ports) -> Launch:
+        run_dir = paths.runs / label
+        model = run_dir / MODEL_NAME
+        model.mkdir(parents=True, exist_ok=True)
+        settings: dict[str, object] = {
+            "http_port": ports.http,
+            "grpc_port": ports.grpc,
+            "metrics_port": ports.metrics,
+            "debug": False,  # MLServer's default true logs every request
+        }
+        if parallel_workers is not None:
+            settings["parallel_workers"] = parallel_workers
+        (run_dir / "settings.json").write_text(json.dumps(settings, indent=2))
+        model_settings = {
+            "name": MODEL_NAME,
+            "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": str(paths.model_dir / "model.joblib")},
+        }
+        (model / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+        return Launch([str(paths.venv_bin("mlserver", "mlserver")), "start", str(run_dir)], run_dir)
+
+    pool = (
+        "its default inference pool (parallel_workers=1: a separate process)"
+        if parallel_workers is None
+        else f"parallel_workers={parallel_workers} (in-process inference)"
+    )
+    return Target(
+        label,
+        "mlserver",
+        f"mlserver 1.7.1 + mlserver-sklearn SKLearnModel, {pool}",
+        build,
+        unsupported={V2_BINARY: MLSERVER_NO_BINARY, V1: MLSERVER_NO_V1},
+        venv="mlserver",
+    )
+
+
+def bare(label: str = "bare") -> Target:
+    def build(paths: Paths, ports: Ports) -> Launch:
+        argv = [
+            str(paths.ours_python), str(paths.servers / "bare.py"),
+            "--model_dir", str(paths.model_dir), "--port", str(ports.http),
+        ]  # fmt: skip
+        return Launch(argv, paths.repo)
+
+    return Target(
+        label,
+        "bare",
+        "uvicorn + Starlette, one route: orjson decode, np.asarray, predict inline, orjson",
+        build,
+        unsupported={V1: BARE_ONLY_V2, GRPC: BARE_ONLY_V2},
+    )
+
+
+#: Targets ``--servers`` can name; the first five run by default.
+CATALOGUE: dict[str, Callable[[], Target]] = {
+    "ours": ours,
+    "kserve": kserve,
+    "mlserver": mlserver,
+    "mlserver-default": lambda: mlserver("mlserver-default", parallel_workers=None),
+    "bare": bare,
+    "kserve-logging": lambda: kserve("kserve-logging", request_logs=True),
+}
+DEFAULT_SERVERS = ["ours", "kserve", "mlserver", "mlserver-default", "bare"]

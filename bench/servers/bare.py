@@ -1,0 +1,92 @@
+"""The floor: one Starlette route that decodes a v2 body, predicts inline and answers.
+
+No framework around it (no FastAPI, no validation, no model repository, no
+executor hop, no error mapping), on the same uvicorn + httptools + uvloop and
+the same model file as our server. What our server costs above this route is
+the price of its protocol coverage and robustness; the ratio ours ÷ bare says
+how much of the request is ours to optimise. It speaks v2 REST only: JSON,
+and the binary tensor extension (FP32 input, binary INT64 output when
+``binary_data_output`` is set), which is all the harness sends it.
+
+    python bare.py --model_dir DIR --port P   # run with our venv's Python
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+JSON = "application/json"
+
+
+def build_app(model: Any, name: str) -> Starlette:
+    async def infer(request: Request) -> Response:
+        body = await request.body()
+        header_length = request.headers.get("inference-header-content-length")
+        if header_length is None:
+            payload = orjson.loads(body)
+            tensor = payload["inputs"][0]
+            x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+        else:
+            split = int(header_length)
+            payload = orjson.loads(body[:split])
+            tensor = payload["inputs"][0]
+            x = np.frombuffer(body[split:], dtype="<f4").reshape(tensor["shape"])
+        y = model.predict(x)
+        output = {"name": "predict", "datatype": "INT64", "shape": [len(y)]}
+        if payload.get("parameters", {}).get("binary_data_output"):
+            data = y.astype("<i8").tobytes()
+            output["parameters"] = {"binary_data_size": len(data)}
+            head = orjson.dumps({"model_name": name, "outputs": [output]})
+            return Response(
+                head + data,
+                media_type="application/octet-stream",
+                headers={"Inference-Header-Content-Length": str(len(head))},
+            )
+        output["data"] = y.tolist()
+        return Response(orjson.dumps({"model_name": name, "outputs": [output]}), media_type=JSON)
+
+    async def ready(request: Request) -> Response:
+        return Response(b'{"ready":true}', media_type=JSON)
+
+    return Starlette(
+        routes=[
+            Route(f"/v2/models/{name}/infer", infer, methods=["POST"]),
+            Route("/v2/health/ready", ready, methods=["GET"]),
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model_dir", type=Path, required=True)
+    parser.add_argument("--model_name", default="iris")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    model = joblib.load(next(args.model_dir.glob("*.joblib")))
+    uvicorn.run(
+        build_app(model, args.model_name),
+        host="0.0.0.0",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        date_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

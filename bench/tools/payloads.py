@@ -1,0 +1,135 @@
+"""Write the model file, every request body the loads send, and the answers they must get.
+
+Runs in our venv (scikit-learn, numpy, protobuf and ``modelserver`` are all
+there). One model file is trained once and served by every server, so the
+servers differ only in their serving stack. The expected predictions are
+computed here from the same file, so the harness can check each server's
+answers without numpy of its own.
+
+    python bench/tools/payloads.py OUT_DIR
+
+writes ``OUT_DIR/model/model.joblib`` and ``OUT_DIR/payloads/*`` (see
+``PAYLOADS`` in bench/harness/loads.py for the names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.datasets import load_iris
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "examples"))
+
+import sample_models  # noqa: E402  (the repo's own sample trainer; examples/ is not a package)
+from modelserver.grpc import messages as pb  # noqa: E402
+
+MODEL_NAME = "iris"
+INPUT_NAME = "input-0"
+BIG_ROWS = 1000
+
+
+def rows_for(model: Any, n: int) -> np.ndarray:
+    """``n`` iris rows (cycled, as float64) whose class is the same in float32 and float64.
+
+    Servers decode FP32 JSON to float32 (v2) or to float64 (v1); keeping only
+    rows both agree on makes one expected answer valid for every server.
+    """
+    x, _ = load_iris(return_X_y=True)
+    agree = model.predict(x.astype(np.float32)) == model.predict(x)
+    pool = x[agree]
+    return np.resize(pool, (n, pool.shape[1]))
+
+
+def v2_json(rows: np.ndarray) -> bytes:
+    """A v2 REST JSON body with flat FP32 data (the form every server accepts)."""
+    body = {
+        "inputs": [
+            {
+                "name": INPUT_NAME,
+                "shape": list(rows.shape),
+                "datatype": "FP32",
+                "data": [float(v) for v in rows.ravel()],
+            }
+        ]
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def v2_binary(rows: np.ndarray) -> tuple[bytes, int]:
+    """A binary-extension body (JSON header + little-endian FP32) asking for binary output."""
+    data = rows.astype("<f4").tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": INPUT_NAME,
+                "shape": list(rows.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": len(data)},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return head + data, len(head)
+
+
+def v1_json(rows: np.ndarray) -> bytes:
+    return json.dumps({"instances": rows.tolist()}, separators=(",", ":")).encode()
+
+
+def grpc_frame(rows: np.ndarray) -> bytes:
+    """A length-prefixed gRPC message (flag byte, 4-byte big-endian length, ModelInferRequest)."""
+    request = pb.ModelInferRequest(model_name=MODEL_NAME)
+    tensor = request.inputs.add(name=INPUT_NAME, datatype="FP32", shape=list(rows.shape))
+    tensor.contents.fp32_contents.extend(float(v) for v in rows.ravel())
+    message = request.SerializeToString()
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def write_all(out: Path) -> dict[str, Any]:
+    model_dir = out / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model_path = model_dir / "model.joblib"
+    if not model_path.exists():
+        joblib.dump(sample_models.iris_logistic_regression(), model_path)
+    model = joblib.load(model_path)
+    payloads = out / "payloads"
+    payloads.mkdir(parents=True, exist_ok=True)
+    one, big = rows_for(model, 1), rows_for(model, BIG_ROWS)
+    binary, header_length = v2_binary(big)
+    files = {
+        "v2-1.json": v2_json(one),
+        "v2-1000.json": v2_json(big),
+        "v2-1000.bin": binary,
+        "v1-1.json": v1_json(one),
+        "grpc-1.frame": grpc_frame(one),
+    }
+    for name, data in files.items():
+        (payloads / name).write_bytes(data)
+    expected = {
+        "model": str(model_path),
+        "rows1": model.predict(one).tolist(),
+        "rows1000": model.predict(big).tolist(),
+        "binary_header_length": header_length,
+    }
+    (payloads / "expected.json").write_text(json.dumps(expected))
+    return expected
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args()
+    expected = write_all(args.out)
+    print(json.dumps({"model": expected["model"], "rows1": expected["rows1"]}))
+
+
+if __name__ == "__main__":
+    main()
