@@ -110,6 +110,9 @@ class Batcher:
 
     async def _serve(self) -> None:
         while self._queue:
+            # One turn of the loop first: requests whose bytes arrived in the
+            # same poll (gRPC hands them over one task at a time) join in.
+            await asyncio.sleep(0)
             batch = await self._collect()
             if batch:
                 await self._execute(batch)

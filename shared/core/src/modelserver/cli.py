@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -328,6 +329,12 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
 
     from .dataplane import DataPlane
     from .server import ModelServer, ServerConfig
+
+    # Everything loaded so far (frameworks, the model) lives as long as the
+    # process: keep it out of the collector's full passes, which would
+    # otherwise walk it all and stall requests for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
 
     dataplane = DataPlane(
         repository, server_name=getattr(model_class, "server_name", "modelserver")
