@@ -556,3 +556,21 @@ def test_workers_share_one_metrics_view(iris_dir, expected):
             # Both workers loaded iris; the state is still one READY, not two.
             assert _states(current, "iris") == READY
             assert current.get("modelserver_model_load_seconds", model="iris") > 0
+
+
+def test_metrics_can_be_switched_off(iris_dir: Path) -> None:
+    """--enable_metrics false: inference works and records nothing."""
+    server = ServerProcess(
+        "sklearnserver", ["--model_name=iris", f"--model_dir={iris_dir}", "--enable_metrics=false"]
+    )
+    with server:
+        body = {
+            "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [[1, 2, 3, 4]]}]
+        }
+        for _ in range(3):
+            assert (
+                httpx.post(f"{server.http_url}/v2/models/iris/infer", json=body).status_code == 200
+            )
+        text = httpx.get(f"{server.http_url}/metrics").text
+        assert "modelserver_requests_total{" not in text
+        assert 'modelserver_predict_duration_seconds_count{model="iris"}' not in text

@@ -130,6 +130,12 @@ def build_parser(
         default=30.0,
         help="seconds in-flight requests get after SIGTERM",
     )
+    add(
+        "--enable_metrics",
+        type=str2bool,
+        default=True,
+        help="record Prometheus metrics of inference requests (GET /metrics)",
+    )
     add("--log_format", default="text", choices=["text", "json"], help="log line format")
     add(
         "--access_log_probes",
@@ -285,7 +291,7 @@ def _load_models(model_class: type, args: argparse.Namespace) -> Any:
     def factory(name: str, path: Path) -> Any:
         model = model_class(name, path, version=args.model_version, options=options)
         model.runner = PredictRunner(executor, args.predict_executor)
-        model.metrics = for_model(name)
+        model.metrics = for_model(name) if args.enable_metrics else None
         if args.max_batch_size > 0 and not model.dynamic_outputs:
             model.batcher = Batcher(
                 name,
@@ -293,7 +299,7 @@ def _load_models(model_class: type, args: argparse.Namespace) -> Any:
                 model.runner.run,
                 args.max_batch_size,
                 args.max_batch_delay_ms / 1000.0,
-                observe=batch_observer(name),
+                observe=batch_observer(name) if args.enable_metrics else None,
             )
         return model
 
@@ -333,7 +339,6 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
     # Everything loaded so far (frameworks, the model) lives as long as the
     # process: keep it out of the collector's full passes, which would
     # otherwise walk it all and stall requests for tens of milliseconds.
-    gc.collect()
     gc.freeze()
 
     dataplane = DataPlane(
@@ -360,6 +365,7 @@ def serve_process(model_class: type, args: argparse.Namespace, reuse_port: bool 
         logger_mode=args.logger_mode,
         logger_queue_size=args.logger_queue_size,
         otel_endpoint=args.otel_endpoint,
+        enable_metrics=args.enable_metrics,
     )
     try:
         import uvloop

@@ -24,9 +24,12 @@ UNKNOWN_MODEL = "<unknown>"
 class InferenceGate:
     """Admission, timeout, metrics and tracing for inference requests."""
 
-    def __init__(self, repository: ModelRepository, policy: RequestPolicy) -> None:
+    def __init__(
+        self, repository: ModelRepository, policy: RequestPolicy, record_metrics: bool = True
+    ) -> None:
         self.repository = repository
         self.policy = policy
+        self.record_metrics = record_metrics
 
     async def serve(
         self,
@@ -39,8 +42,12 @@ class InferenceGate:
         headers: Iterable[tuple[str, str]] = (),
     ) -> T:
         """Run ``work`` for one inference; errors propagate after being counted."""
-        label = model_name if model_name in self.repository.models else UNKNOWN_MODEL
-        model_metrics = metrics.for_model(label)
+        if self.record_metrics:
+            label = model_name if model_name in self.repository.models else UNKNOWN_MODEL
+            model_metrics: metrics.ModelMetrics | None = metrics.for_model(label)
+            metrics.INFLIGHT.inc()
+        else:
+            model_metrics = None
         trace = (
             tracing.begin(headers, model=model_name, protocol=protocol)
             if tracing.enabled()
@@ -51,7 +58,6 @@ class InferenceGate:
         error: str | None = None
         policy = self.policy
         admitted = False
-        metrics.INFLIGHT.inc()
         try:
             policy.admit()
             admitted = True
@@ -67,7 +73,8 @@ class InferenceGate:
         finally:
             if admitted:
                 policy.release()
-            metrics.INFLIGHT.dec()
-            model_metrics.request(protocol, status, time.perf_counter() - start)
+            if model_metrics is not None:
+                metrics.INFLIGHT.dec()
+                model_metrics.request(protocol, status, time.perf_counter() - start)
             if trace is not None:
                 trace.finish(status, error)

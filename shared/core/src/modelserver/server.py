@@ -54,6 +54,7 @@ class ServerConfig:
     logger_mode: str = "all"
     logger_queue_size: int = 1024
     otel_endpoint: str | None = None
+    enable_metrics: bool = True
 
 
 def _skip_probes(record: logging.LogRecord) -> bool:
@@ -93,7 +94,7 @@ class ModelServer:
         self.policy = RequestPolicy(
             config.auth_tokens, config.max_concurrent_requests, config.request_timeout
         )
-        self.gate = InferenceGate(dataplane.repository, self.policy)
+        self.gate = InferenceGate(dataplane.repository, self.policy, config.enable_metrics)
         self._http: _UvicornServer | None = None
         self._grpc: grpc.aio.Server | None = None
         self._stopping: asyncio.Event | None = None
