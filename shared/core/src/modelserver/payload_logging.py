@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 MODES = ("all", "request", "response")
+MIN_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 5.0
 
 
 class PayloadLogger:
@@ -56,6 +59,8 @@ class PayloadLogger:
         self._sent = LOGGER_EVENTS.labels("sent")
         self._dropped = LOGGER_EVENTS.labels("dropped")
         self._failed = LOGGER_EVENTS.labels("failed")
+        self._backoff = 0.0
+        self._paused_until = 0.0
 
     def start(self) -> None:
         import httpx
@@ -86,6 +91,9 @@ class PayloadLogger:
             self._put((RESPONSE_TYPE, request.id or uuid.uuid4().hex, request, response))
 
     def _put(self, event: tuple[str, str, InferRequest, InferResponse | None]) -> None:
+        if self._paused_until and time.monotonic() < self._paused_until:
+            self._dropped.inc()  # the sink is failing: not even queued, costs nothing
+            return
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -115,8 +123,30 @@ class PayloadLogger:
                     self._failed.inc()
                 else:
                     self._sent.inc()
+                    self._backoff = 0.0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._failed.inc()
-                logger.debug("logger sink %s: %s", self.url, exc)
+                self._pause(exc)
+
+    def _pause(self, exc: Exception) -> None:
+        """After a failed send, drop events for a while (doubling, up to 5 s).
+
+        A sink that is down would otherwise cost a connection attempt and an
+        exception per event, on the same CPU as inference.
+        """
+        self._backoff = min(MAX_BACKOFF_S, max(MIN_BACKOFF_S, self._backoff * 2))
+        self._paused_until = time.monotonic() + self._backoff
+        dropped = 0
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            dropped += 1
+        if dropped:
+            self._dropped.inc(dropped)
+        logger.warning(
+            "request logger sink %s failed (%s); dropping events for %.1fs",
+            self.url,
+            type(exc).__name__,
+            self._backoff,
+        )
