@@ -12,6 +12,7 @@ time; the same loop with no slow load is the baseline. Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -108,11 +109,9 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(600):
-                try:
+                with contextlib.suppress(httpx.HTTPError):
                     if httpx.get(f"{base}/v2/health/ready").status_code == 200:
                         break
-                except httpx.HTTPError:
-                    pass
                 time.sleep(0.1)
             results: dict[str, object] = {"baseline": probe(base, args.seconds)}
             for model in ("slow-sleep", "slow-compute"):

@@ -30,7 +30,7 @@ STAMP = ".bench-lock"
 
 
 class SetupError(RuntimeError):
-    pass
+    """A competitor's environment could not be built."""
 
 
 def log(message: str) -> None:

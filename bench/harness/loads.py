@@ -110,7 +110,7 @@ class GeneratorResult:
 
 
 class GeneratorError(RuntimeError):
-    pass
+    """The load generator failed or printed nothing we could read."""
 
 
 def _run_measured(argv: list[str], out: Path, timeout_s: float) -> tuple[str, float]:

@@ -46,7 +46,7 @@ class ColdStart:
 
 
 class ServerError(RuntimeError):
-    pass
+    """A server under test did not start, or answered wrongly."""
 
 
 class Server:

@@ -10,6 +10,7 @@ not the server, limits throughput.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -69,24 +70,20 @@ def cpu_layout(pin: bool) -> CpuLayout:
 
 
 def cpu_model() -> str:
-    try:
+    with contextlib.suppress(OSError):
         for line in (PROC / "cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or "unknown"
 
 
 def machine() -> dict[str, object]:
     """What the report's header says about where the numbers come from."""
     mem_kib = 0
-    try:
+    with contextlib.suppress(OSError):
         for line in (PROC / "meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
-    except OSError:
-        pass
     return {
         "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),

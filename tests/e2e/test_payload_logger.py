@@ -66,7 +66,7 @@ class Sink:
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
-                pass
+                """Keep the sink's own request log out of the test output."""
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
