@@ -119,3 +119,27 @@ def run_to_exit(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+TEST_MODELS = Path(__file__).resolve().parent / "models"
+
+
+def slow_server(tmp_path: Path, *flags: str) -> ServerProcess:
+    """The core serving tests/models/ops_models.CountingSlowModel as 'slow'.
+
+    Its predict sleeps for the request's value in seconds and reports how many
+    predicts ran, which the limits and shutdown tests rely on.
+    """
+    model_dir = tmp_path / "slow"
+    model_dir.mkdir()
+    (model_dir / "model.slow").write_text("slow\n", encoding="utf-8")
+    return ServerProcess(
+        "modelserver",
+        [
+            "--model_class=ops_models:CountingSlowModel",
+            "--model_name=slow",
+            f"--model_dir={model_dir}",
+            *flags,
+        ],
+        env={"PYTHONPATH": str(TEST_MODELS)},
+    )

@@ -21,7 +21,7 @@ import httpx
 import orjson
 import pytest
 from modelserver.grpc import messages as M
-from serverproc import ServerProcess
+from serverproc import ServerProcess, slow_server
 
 pytestmark = pytest.mark.e2e
 
@@ -34,22 +34,6 @@ WAIT_S = 30.0  # the most any poll or request here may take
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def slow_server(tmp_path: Path, *flags: str) -> ServerProcess:
-    model_dir = tmp_path / "slow"
-    model_dir.mkdir()
-    (model_dir / "model.slow").write_text("slow\n", encoding="utf-8")
-    return ServerProcess(
-        "modelserver",
-        [
-            "--model_class=ops_models:CountingSlowModel",
-            "--model_name=slow",
-            f"--model_dir={model_dir}",
-            *flags,
-        ],
-        env={"PYTHONPATH": str(MODELS_DIR)},
-    )
 
 
 def v2_body(seconds: float, outputs: list[str] | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+import serverproc
 from modelserver.grpc import messages as M
 from serverproc import ServerProcess
 
@@ -33,20 +34,7 @@ SLOW_S = 2.0
 
 
 def slow_server(tmp_path: Path, *flags: str) -> ServerProcess:
-    model_dir = tmp_path / "slow"
-    model_dir.mkdir()
-    (model_dir / "model.slow").write_text("slow\n", encoding="utf-8")
-    return ServerProcess(
-        "modelserver",
-        [
-            "--model_class=ops_models:CountingSlowModel",
-            "--model_name=slow",
-            f"--model_dir={model_dir}",
-            "--max_threads=8",
-            *flags,
-        ],
-        env={"PYTHONPATH": str(MODELS_DIR)},
-    )
+    return serverproc.slow_server(tmp_path, "--max_threads=8", *flags)
 
 
 def infer_v2(server: ServerProcess, seconds: float) -> httpx.Response:
