@@ -143,3 +143,15 @@ def slow_server(tmp_path: Path, *flags: str) -> ServerProcess:
         ],
         env={"PYTHONPATH": str(TEST_MODELS)},
     )
+
+
+def poll_until(read, predicate, what: str, timeout: float = 20.0, every: float = 0.05):
+    """Call ``read()`` until ``predicate`` holds on its value (bounded); return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if predicate(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {value}")
+        time.sleep(every)

@@ -23,7 +23,7 @@ import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from prometheus_client.parser import text_string_to_metric_families
-from serverproc import ServerProcess
+from serverproc import ServerProcess, poll_until
 from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.e2e
@@ -75,14 +75,7 @@ def scrape(server: ServerProcess, client: httpx.Client | None = None) -> Scrape:
 
 def wait_metric(server, predicate, what: str, timeout: float = 20.0) -> Scrape:
     """Scrape until ``predicate(scrape)`` holds (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        current = scrape(server)
-        if predicate(current):
-            return current
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}:\n{current.text}")
-        time.sleep(0.05)
+    return poll_until(lambda: scrape(server), predicate, what, timeout)
 
 
 # -- sending requests -----------------------------------------------------------

@@ -24,7 +24,7 @@ import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from prometheus_client.parser import text_string_to_metric_families
-from serverproc import ServerProcess, free_port
+from serverproc import ServerProcess, free_port, poll_until
 
 pytestmark = pytest.mark.e2e
 
@@ -125,14 +125,7 @@ def _logger_events(server: ServerProcess) -> dict[str, float]:
 
 
 def _wait_events(server: ServerProcess, predicate, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = _logger_events(server)
-        if predicate(counts):
-            return counts
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {counts}")
-        time.sleep(0.05)
+    return poll_until(lambda: _logger_events(server), predicate, what, timeout)
 
 
 def _check_ce_headers(event: dict, kind: str, event_id: str) -> None:
