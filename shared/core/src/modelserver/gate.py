@@ -39,7 +39,7 @@ class InferenceGate:
         *,
         grpc_status: bool = False,
         deadline_s: float | None = None,
-        headers: Iterable[tuple[str, str]] = (),
+        headers: Iterable[tuple[str | bytes, str | bytes]] = (),
     ) -> T:
         """Run ``work`` for one inference; errors propagate after being counted."""
         if self.record_metrics:

@@ -116,11 +116,25 @@ class RequestTrace:
         span.end(end_time=time.time_ns())
 
 
-def begin(headers: Iterable[tuple[str, str]], **attributes: Any) -> RequestTrace | None:
-    """Start a request's trace (None when tracing is off) and make it current."""
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def begin(
+    headers: Iterable[tuple[str | bytes, str | bytes]], **attributes: Any
+) -> RequestTrace | None:
+    """Start a request's trace (None when tracing is off) and make it current.
+
+    ``headers`` are ASGI's raw pairs or gRPC metadata; only the two trace
+    headers are decoded.
+    """
     if _tracer is None:
         return None
-    carrier = {k.lower(): v for k, v in headers if k.lower() in ("traceparent", "tracestate")}
+    carrier = {}
+    for key, value in headers:
+        name = _text(key).lower()
+        if name in ("traceparent", "tracestate"):
+            carrier[name] = _text(value)
     trace = RequestTrace(carrier, attributes)
     current.set(trace)
     return trace

@@ -23,7 +23,7 @@ from ..dataplane import DataPlane
 from ..errors import ModelServerError
 from ..gate import InferenceGate
 from .fastpath import FastPath
-from .handlers import Handlers, Reply, read_body
+from .handlers import Handlers, Reply, error_reply, read_body
 
 logger = logging.getLogger("modelserver.rest")
 
@@ -43,7 +43,7 @@ def _reply(reply: Reply) -> Response:
 
 
 def error_response(status: int, message: str) -> Response:
-    return Response(orjson.dumps({"error": message}), status_code=status, media_type=JSON)
+    return _reply(error_reply(status, message))
 
 
 class CatchAll:
@@ -140,8 +140,7 @@ def create_app(handlers: Handlers, docs: bool = False) -> FastAPI:
         return _reply(handlers.model_ready(name, version))
 
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        headers = list(request.headers.items())
-        return _reply(await handlers.infer_v2(request.receive, headers, name, version))
+        return _reply(await handlers.infer_v2(request.receive, request.headers.raw, name, version))
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.add_api_route(prefix, model_metadata, methods=["GET"])
@@ -187,9 +186,7 @@ def create_app(handlers: Handlers, docs: bool = False) -> FastAPI:
 
     @app.post("/v1/models/{name}:predict")
     async def v1_predict(request: Request, name: str) -> Response:
-        return _reply(
-            await handlers.predict_v1(request.receive, list(request.headers.items()), name)
-        )
+        return _reply(await handlers.predict_v1(request.receive, request.headers.raw, name))
 
     @app.get("/metrics")
     async def metrics() -> Response:

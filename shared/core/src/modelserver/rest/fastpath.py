@@ -14,11 +14,9 @@ import contextlib
 import logging
 from typing import Any
 
-import orjson
-
 from ..errors import ModelServerError
 from ..policy import RequestPolicy
-from .handlers import JSON, Handlers, Headers, Reply
+from .handlers import Handlers, Reply, error_reply, header
 
 logger = logging.getLogger("modelserver.rest")
 
@@ -36,10 +34,6 @@ def _name_version(middle: str) -> tuple[str, str | None] | None:
     return name, version
 
 
-def _headers(scope: dict[str, Any]) -> Headers:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-
-
 def is_probe(method: str, path: str) -> bool:
     """Liveness and readiness, which stay open to probes when auth is on."""
     if method not in ("GET", "HEAD"):
@@ -52,13 +46,6 @@ def is_probe(method: str, path: str) -> bool:
     return path.startswith(_V1_MODELS) and "/" not in path[len(_V1_MODELS) :]
 
 
-def _authorization(scope: dict[str, Any]) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return value
-    return None
-
-
 async def _send(send: Any, reply: Reply) -> None:
     status, body, content_type, extra = reply
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
@@ -66,10 +53,6 @@ async def _send(send: Any, reply: Reply) -> None:
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def error_reply(status: int, message: str) -> Reply:
-    return status, orjson.dumps({"error": message}), JSON, []
 
 
 class FastPath:
@@ -85,7 +68,7 @@ class FastPath:
             method, path = scope["method"], scope["path"]
             try:
                 if self.policy.auth_on and not is_probe(method, path):
-                    self.policy.authenticate(_authorization(scope))
+                    self.policy.authenticate(header(scope["headers"], b"authorization"))
                 reply = await self._route(method, path, scope, receive)
             except ModelServerError as exc:
                 level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
@@ -116,12 +99,12 @@ class FastPath:
                 parts = _name_version(path[len(_V2_MODELS) : -len("/infer")])
                 if parts is None:
                     return None
-                return await h.infer_v2(receive, _headers(scope), *parts)
+                return await h.infer_v2(receive, scope["headers"], *parts)
             if path.startswith(_V1_MODELS) and path.endswith(":predict"):
                 name = path[len(_V1_MODELS) : -len(":predict")]
                 if not name or "/" in name:
                     return None
-                return await h.predict_v1(receive, _headers(scope), name)
+                return await h.predict_v1(receive, scope["headers"], name)
             return None
         if method == "GET":
             if path == "/v2/health/ready":

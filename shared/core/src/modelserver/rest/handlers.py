@@ -26,16 +26,24 @@ OCTET_STREAM = b"application/octet-stream"
 Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 """(status, body, content type, extra headers)."""
 
-Headers = list[tuple[str, str]]
-"""Request headers as (lower-case name, value) pairs."""
+Headers = list[tuple[bytes, bytes]]
+"""Request headers as ASGI gives them: raw (lower-case name, value) pairs."""
 
 
-def header(headers: Headers, name: str) -> str | None:
+def header(headers: Headers, name: bytes) -> str | None:
+    """One header's value; only the header asked for is decoded."""
     for key, value in headers:
         if key == name:
-            return value
+            return value.decode("latin-1")
     return None
 
+
+def error_reply(status: int, message: str) -> Reply:
+    """Every REST error body: ``{"error": "..."}``."""
+    return status, orjson.dumps({"error": message}), JSON, []
+
+
+HEADER_LENGTH = v2_rest.HEADER_LENGTH.encode()
 
 LIVE = orjson.dumps({"live": True})
 READY = orjson.dumps({"ready": True})
@@ -106,11 +114,11 @@ class Handlers:
         self, receive: Any, headers: Headers, name: str, version: str | None
     ) -> Reply:
         self.repository.get_ready(name, version)
-        body = await read_body(receive, header(headers, "content-length"), self.max_body_size)
+        body = await read_body(receive, header(headers, b"content-length"), self.max_body_size)
         disconnect.watch.set(partial(disconnect.wait_for_disconnect, receive))
         trace = tracing.current.get()
         t0 = time.time_ns() if trace is not None else 0
-        json_length = v2_rest.parse_header_length(header(headers, v2_rest.HEADER_LENGTH), len(body))
+        json_length = v2_rest.parse_header_length(header(headers, HEADER_LENGTH), len(body))
         request = v2_rest.decode_infer_request(body, json_length, name, version)
         if trace is not None:
             trace.phase("decode", t0, time.time_ns())
@@ -135,7 +143,7 @@ class Handlers:
 
     async def _predict_v1(self, receive: Any, headers: Headers, name: str) -> Reply:
         self.repository.get_ready(name)
-        body = await read_body(receive, header(headers, "content-length"), self.max_body_size)
+        body = await read_body(receive, header(headers, b"content-length"), self.max_body_size)
         disconnect.watch.set(partial(disconnect.wait_for_disconnect, receive))
         trace = tracing.current.get()
         t0 = time.time_ns() if trace is not None else 0
