@@ -1,17 +1,23 @@
 """Build the sample models the README serves and the tests load.
 
-Everything is trained here from data scikit-learn ships (iris), so nothing is
-downloaded and no binary is committed. ``python examples/sample_models.py
-OUT`` writes:
+Everything is trained here from data the frameworks ship (iris and friends),
+so nothing is downloaded and no binary is committed. ``python
+examples/sample_models.py OUT [--framework NAME ...]`` writes one folder per
+framework under OUT (``sklearn`` only by default; ``all`` for every one).
+scikit-learn's samples are here:
 
     OUT/sklearn/iris/model.joblib          LogisticRegression on iris (4 features)
     OUT/sklearn/iris-pipeline/model.pkl    Pipeline(ColumnTransformer) on a DataFrame
                                            with numeric and string columns
+
+the other frameworks' in ``examples/samples/<module>.py``, each a
+``write(out) -> {name: directory}`` that writes under ``out/<framework>/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import pickle
 from pathlib import Path
 
@@ -51,8 +57,18 @@ def iris_column_pipeline():
     return Pipeline([("columns", columns), ("clf", LogisticRegression(max_iter=1000))]).fit(X, y)
 
 
+#: framework -> module in examples/samples/ whose ``write(out)`` builds its samples.
+FRAMEWORKS = {
+    "xgboost": "samples.xgb",
+    "lightgbm": "samples.lgb",
+    "pmml": "samples.pmml",
+    "paddle": "samples.paddle_inference",
+    "onnx": "samples.onnx_models",
+}
+
+
 def write_all(out: Path) -> dict[str, Path]:
-    """Write every sample model under ``out``; return name -> model directory."""
+    """Write scikit-learn's sample models under ``out``; return name -> model directory."""
     iris = out / "sklearn" / "iris"
     iris.mkdir(parents=True, exist_ok=True)
     joblib.dump(iris_logistic_regression(), iris / "model.joblib")
@@ -63,12 +79,33 @@ def write_all(out: Path) -> dict[str, Path]:
     return {"iris": iris, "iris-pipeline": pipeline}
 
 
+def write(framework: str, out: Path) -> dict[str, Path]:
+    """Write one framework's samples under ``out``; return name -> model directory."""
+    if framework == "sklearn":
+        return write_all(out)
+    if framework not in FRAMEWORKS:
+        raise ValueError(
+            f"unknown framework {framework!r}; known: sklearn, {', '.join(FRAMEWORKS)}"
+        )
+    return importlib.import_module(FRAMEWORKS[framework]).write(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path, nargs="?", default=Path("build/models"))
+    parser.add_argument(
+        "--framework",
+        action="append",
+        choices=["all", "sklearn", *FRAMEWORKS],
+        help="which samples to build (repeatable; default sklearn)",
+    )
     args = parser.parse_args()
-    for name, path in write_all(args.out).items():
-        print(f"{name}: {path}")
+    chosen = args.framework or ["sklearn"]
+    if "all" in chosen:
+        chosen = ["sklearn", *FRAMEWORKS]
+    for framework in chosen:
+        for name, path in write(framework, args.out).items():
+            print(f"{framework}/{name}: {path}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +37,21 @@ def multi_server(sample_models: dict[str, Path]) -> Iterator[ServerProcess]:
     server = ServerProcess("sklearnserver", ["--model_name=ignored", f"--model_dir={root}"])
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def framework_samples(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], dict[str, Path]]:
+    """``framework_samples("xgboost")`` -> {sample name: model directory}, built once."""
+    import sample_models
+
+    built: dict[str, dict[str, Path]] = {}
+    root = tmp_path_factory.mktemp("framework-models")
+
+    def get(framework: str) -> dict[str, Path]:
+        if framework not in built:
+            built[framework] = sample_models.write(framework, root)
+        return built[framework]
+
+    return get

@@ -18,8 +18,9 @@ import joblib
 import numpy as np
 from modelserver.datatypes import datatype_of
 from modelserver.discovery import find_model_file
-from modelserver.errors import InvalidInput, ModelLoadError
+from modelserver.errors import ModelLoadError
 from modelserver.model import Model, tensor_spec
+from modelserver.tabular import check_feature_count
 
 EXTENSIONS = (".joblib", ".pkl", ".pickle")
 
@@ -91,13 +92,7 @@ class SKLearnModel(Model):
             raise ModelLoadError(f"Cannot read {path}: {type(exc).__name__}: {exc}") from exc
 
     def _check(self, inputs: Any) -> None:
-        if self.n_features is None or not hasattr(inputs, "shape") or len(inputs.shape) != 2:
-            return
-        if inputs.shape[1] != self.n_features:
-            raise InvalidInput(
-                f"Model '{self.name}' expects {self.n_features} features per row, "
-                f"got {inputs.shape[1]}"
-            )
+        check_feature_count(self.name, inputs, self.n_features)
 
     def _predict(self, inputs: Any) -> Any:
         self._check(inputs)

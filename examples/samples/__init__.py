@@ -1,0 +1,1 @@
+"""Sample-model generators, one module per framework (see examples/sample_models.py)."""

@@ -1,0 +1,83 @@
+"""Checks and conversions shared by the runtimes of table models (trees, sklearn).
+
+A table model takes rows of features: a 2-D array, or a DataFrame of named
+columns. Its runtimes all need the same three things, kept here so each
+runtime stays a loader and a predict: reject a wrong feature count with a
+clear 400 before the framework gives a cryptic error, put a DataFrame's
+columns in the order the model was trained on, and derive class labels from
+probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInput
+
+
+def is_frame(inputs: Any) -> bool:
+    """True for a pandas DataFrame (without importing pandas)."""
+    return hasattr(inputs, "columns") and hasattr(inputs, "iloc")
+
+
+def check_feature_count(model: str, inputs: Any, expected: int | None) -> None:
+    """400 when rows do not have ``expected`` features (None or < 1: unknown)."""
+    if not expected or expected < 1:
+        return
+    shape = getattr(inputs, "shape", None)
+    if shape is None:
+        return
+    if len(shape) != 2:
+        raise InvalidInput(
+            f"Model '{model}' expects rows of {expected} features (shape [N, {expected}]), "
+            f"got shape {list(shape)}"
+        )
+    if shape[1] != expected:
+        raise InvalidInput(f"Model '{model}' expects {expected} features per row, got {shape[1]}")
+
+
+def align_columns(model: str, frame: Any, names: Sequence[str] | None) -> Any:
+    """The DataFrame's columns in the model's feature order; 400 when some are missing.
+
+    A frame whose columns are not the model's names at all (``input-0``...) is
+    taken positionally, the way an array would be.
+    """
+    if not names or not is_frame(frame):
+        return frame
+    columns = [str(c) for c in frame.columns]
+    if columns == list(names):
+        return frame
+    present = set(columns)
+    if not present & set(names):
+        return frame
+    missing = [n for n in names if n not in present]
+    if missing:
+        raise InvalidInput(
+            f"Model '{model}' needs feature {', '.join(repr(n) for n in missing)}; "
+            f"got {', '.join(columns)}"
+        )
+    return frame[list(names)]
+
+
+def labels_from_probabilities(probabilities: Any, classes: Sequence[Any] | None = None) -> Any:
+    """Class labels: argmax per row, or 0/1 at 0.5 for a binary model's single column."""
+    probs = np.asarray(probabilities)
+    if probs.ndim == 1 or (probs.ndim == 2 and probs.shape[1] == 1):
+        index = (probs.reshape(-1) > 0.5).astype(np.int64)
+    else:
+        index = probs.argmax(axis=1)
+    if classes is None:
+        return index
+    return np.asarray(classes)[index]
+
+
+def binary_to_two_columns(probabilities: Any) -> np.ndarray:
+    """A binary model's P(class 1) as [P(0), P(1)] rows, like sklearn's predict_proba."""
+    probs = np.asarray(probabilities)
+    if probs.ndim == 2 and probs.shape[1] > 1:
+        return probs
+    p1 = probs.reshape(-1)
+    return np.stack([1.0 - p1, p1], axis=1)

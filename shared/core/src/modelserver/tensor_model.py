@@ -1,0 +1,156 @@
+"""Models with named, typed tensor inputs and outputs (ONNX, Paddle inference).
+
+Graph runtimes declare every input and output with a datatype and a shape
+(``-1`` for a dynamic dimension). Their requests are not one table but a set
+of named tensors, so this base hands ``run`` a ``{name: ndarray}`` mapping
+matched and checked against the declaration, and asks it for exactly the
+outputs the request selected (all of them by default) in one call.
+
+Checks, each answered 400 with the reason:
+- an input the model does not have, or a declared input the request lacks
+  (a single-input model takes a single tensor under any name, which is how
+  v1 ``instances`` and clients that do not know the name reach it);
+- a datatype that cannot become the declared one without changing kind
+  (FP64 → FP32 and INT64 → FP32 are cast; FP32 → INT64 or BYTES → FP32 are
+  refused), so JSON clients need not know the model's precision;
+- a rank or a fixed dimension that differs from the declaration.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .datatypes import dtype_of
+from .errors import InvalidInput
+from .model import Model, tensor_spec
+from .types import InferRequest, Tensor
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One declared input or output: OIP datatype and shape (-1 = dynamic)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def metadata(self) -> dict[str, Any]:
+        return tensor_spec(self.name, self.datatype, list(self.shape))
+
+
+def _check_shape(spec: TensorSpec, data: np.ndarray, model: str) -> np.ndarray:
+    declared = spec.shape
+    if not declared:
+        return data
+    if data.ndim == len(declared) - 1 and declared[0] == -1:
+        # One example without its batch dimension: add it.
+        data = data.reshape((1, *data.shape))
+    if data.ndim != len(declared):
+        raise InvalidInput(
+            f"Model '{model}' input '{spec.name}' expects shape {list(declared)}, "
+            f"got {list(data.shape)}"
+        )
+    for want, got in zip(declared, data.shape, strict=True):
+        if want >= 0 and want != got:
+            raise InvalidInput(
+                f"Model '{model}' input '{spec.name}' expects shape {list(declared)}, "
+                f"got {list(data.shape)}"
+            )
+    return data
+
+
+def _convert(spec: TensorSpec, tensor: Tensor, model: str) -> np.ndarray:
+    data = tensor.data
+    if spec.datatype == "BYTES":
+        if tensor.datatype != "BYTES":
+            raise InvalidInput(
+                f"Model '{model}' input '{spec.name}' is BYTES, got {tensor.datatype}"
+            )
+        return data
+    want = dtype_of(spec.datatype)
+    if want is None or data.dtype == want:
+        return data
+    if tensor.datatype == "BYTES" or not np.can_cast(data.dtype, want, "same_kind"):
+        raise InvalidInput(
+            f"Model '{model}' input '{spec.name}' is {spec.datatype}, got {tensor.datatype}; "
+            "send that datatype (or one that converts to it without changing kind)"
+        )
+    return data.astype(want)
+
+
+class TensorModel(Model):
+    """Base of runtimes whose model is a graph of named tensors.
+
+    ``load`` must fill ``input_specs`` and ``output_specs``; ``run`` computes
+    the named outputs from the matched feeds.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.input_specs: list[TensorSpec] = []
+        self.output_specs: list[TensorSpec] = []
+
+    @abc.abstractmethod
+    def run(self, feeds: Feeds, names: Sequence[str]) -> Sequence[Any]:
+        """The outputs ``names``, in that order, for ``feeds`` (one framework call)."""
+
+    def start(self) -> None:
+        super().start()
+        names = [spec.name for spec in self.output_specs]
+        self.default_outputs = names
+        # Every output is selectable by name; compute() runs them together.
+        self.output_methods = {name: self._single(name) for name in names}
+
+    def _single(self, name: str) -> Any:
+        return lambda feeds: self.run(feeds, [name])[0]
+
+    def predict(self, inputs: Feeds) -> Any:
+        """All outputs for ``inputs``, as a mapping (used by custom callers)."""
+        names = [spec.name for spec in self.output_specs]
+        return dict(zip(names, self.run(inputs, names), strict=True))
+
+    def compute(self, inputs: Feeds, names: list[str]) -> list[tuple[str, Any]]:
+        return list(zip(names, self.run(inputs, names), strict=True))
+
+    def decode_inputs(self, request: InferRequest) -> Feeds:
+        specs = {spec.name: spec for spec in self.input_specs}
+        tensors = request.inputs
+        if len(tensors) == 1 and len(specs) == 1 and tensors[0].name not in specs:
+            only = next(iter(specs.values()))
+            return {only.name: _check_shape(only, _convert(only, tensors[0], self.name), self.name)}
+        feeds: Feeds = {}
+        for tensor in tensors:
+            spec = specs.get(tensor.name)
+            if spec is None:
+                raise InvalidInput(
+                    f"Model '{self.name}' has no input named '{tensor.name}'; "
+                    f"inputs: {', '.join(specs)}"
+                )
+            feeds[spec.name] = _check_shape(spec, _convert(spec, tensor, self.name), self.name)
+        missing = [name for name in specs if name not in feeds]
+        if missing:
+            raise InvalidInput(
+                f"Model '{self.name}' is missing input {', '.join(repr(n) for n in missing)}"
+            )
+        return feeds
+
+    def inputs_metadata(self) -> list[dict[str, Any]]:
+        return [spec.metadata() for spec in self.input_specs]
+
+    def outputs_metadata(self) -> list[dict[str, Any]]:
+        return [spec.metadata() for spec in self.output_specs]
+
+
+def specs_from(pairs: Mapping[str, tuple[str, Sequence[int | None]]]) -> list[TensorSpec]:
+    """Specs from ``{name: (datatype, dims)}`` where a dim may be None (dynamic)."""
+    return [
+        TensorSpec(name, datatype, tuple(-1 if d is None or d < 0 else int(d) for d in dims))
+        for name, (datatype, dims) in pairs.items()
+    ]

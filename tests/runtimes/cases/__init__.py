@@ -1,0 +1,1 @@
+"""One RuntimeCase per runtime for test_conformance.py."""

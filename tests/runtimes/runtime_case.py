@@ -1,0 +1,38 @@
+"""What the shared conformance suite needs to know about one runtime.
+
+Each runtime's file in ``tests/runtimes/cases/`` defines ``CASE``; the suite in
+``test_conformance.py`` runs the same protocol, error and startup checks on
+every one of them, so no runtime's test file repeats them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RuntimeCase:
+    #: ``python -m <module>``
+    module: str
+    #: framework key of examples/sample_models.py (``write(framework, out)``)
+    framework: str
+    #: sample name (a key of what that framework's ``write`` returns)
+    sample: str
+    #: suffix of the model file, for the corrupt-file and two-candidates checks
+    suffix: str
+    #: the single input's name as the model declares it
+    input_name: str
+    #: its OIP datatype
+    datatype: str
+    #: two good rows
+    rows: list[list[float]]
+    #: a row with the wrong number of features
+    bad_row: list[float]
+    #: extra flags the runtime needs
+    flags: list[str] = field(default_factory=list)
+    #: the reason fragment (lower case) expected in the bad-width error
+    width_error: str = "feature"
+
+    @property
+    def id(self) -> str:
+        return self.module

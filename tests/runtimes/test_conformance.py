@@ -1,0 +1,204 @@
+"""Every runtime, the same contract: protocols, bad requests, startup errors.
+
+Each runtime in ``cases/`` is started as ``python -m <runtime>`` on a model
+its framework wrote, and driven with tritonclient (HTTP JSON, HTTP binary,
+gRPC) and httpx (v1). The three v2 paths must agree exactly; a request with
+the wrong width or datatype is a 400 / INVALID_ARGUMENT that names the reason,
+and the server then answers a good request correctly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from runtime_case import RuntimeCase
+from serverproc import ServerProcess, run_to_exit
+from tritonclient.utils import InferenceServerException
+
+pytestmark = pytest.mark.e2e
+
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+CASES: list[RuntimeCase] = [
+    importlib.import_module(f"cases.{path.stem}").CASE
+    for path in sorted(CASES_DIR.glob("*.py"))
+    if path.stem != "__init__"
+]
+NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
+def case(request: pytest.FixtureRequest) -> RuntimeCase:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model_dir(case: RuntimeCase, framework_samples) -> Path:
+    return framework_samples(case.framework)[case.sample]
+
+
+@pytest.fixture(scope="module")
+def server(case: RuntimeCase, model_dir: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(case.module, ["--model_name=m", f"--model_dir={model_dir}", *case.flags])
+    with proc:
+        yield proc
+
+
+def _array(case: RuntimeCase, rows: list[list[float]]) -> np.ndarray:
+    return np.asarray(rows, dtype=NUMPY[case.datatype])
+
+
+def _http_infer(server: ServerProcess, case: RuntimeCase, binary: bool) -> dict[str, np.ndarray]:
+    client = httpclient.InferenceServerClient(server.http_address)
+    data = _array(case, case.rows)
+    tensor = httpclient.InferInput(case.input_name, list(data.shape), case.datatype)
+    tensor.set_data_from_numpy(data, binary_data=binary)
+    meta = client.get_model_metadata("m")
+    outputs = [
+        httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in meta["outputs"]
+    ]
+    result = client.infer("m", [tensor], outputs=outputs)
+    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
+
+
+def _grpc_infer(server: ServerProcess, case: RuntimeCase) -> dict[str, np.ndarray]:
+    client = grpcclient.InferenceServerClient(server.grpc_address)
+    data = _array(case, case.rows)
+    tensor = grpcclient.InferInput(case.input_name, list(data.shape), case.datatype)
+    tensor.set_data_from_numpy(data)
+    meta = client.get_model_metadata("m", as_json=True)
+    outputs = [grpcclient.InferRequestedOutput(o["name"]) for o in meta["outputs"]]
+    result = client.infer("m", [tensor], outputs=outputs)
+    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
+
+
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].shape == b[name].shape, name
+        if a[name].dtype.kind in "fc":
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7, err_msg=name)
+        else:
+            assert a[name].tolist() == b[name].tolist(), name
+
+
+def test_ready_and_metadata(server: ServerProcess, case: RuntimeCase) -> None:
+    assert httpx.get(f"{server.http_url}/v2/models/m/ready").status_code == 200
+    meta = httpx.get(f"{server.http_url}/v2/models/m").json()
+    assert meta["name"] == "m"
+    assert meta["platform"]
+    assert [i["name"] for i in meta["inputs"]] == [case.input_name]
+    assert meta["inputs"][0]["datatype"] == case.datatype
+    assert meta["outputs"], meta
+    grpc_meta = grpcclient.InferenceServerClient(server.grpc_address).get_model_metadata(
+        "m", as_json=True
+    )
+    assert [o["name"] for o in grpc_meta["outputs"]] == [o["name"] for o in meta["outputs"]]
+
+
+def test_v2_paths_agree(server: ServerProcess, case: RuntimeCase) -> None:
+    as_json = _http_infer(server, case, binary=False)
+    as_binary = _http_infer(server, case, binary=True)
+    over_grpc = _grpc_infer(server, case)
+    for outputs in (as_json, as_binary, over_grpc):
+        for name, value in outputs.items():
+            assert value.shape[0] == len(case.rows), name
+    _same(as_json, as_binary)
+    _same(as_json, over_grpc)
+
+
+def test_v1_predict(server: ServerProcess, case: RuntimeCase) -> None:
+    reply = httpx.post(f"{server.http_url}/v1/models/m:predict", json={"instances": case.rows})
+    assert reply.status_code == 200, reply.text
+    assert len(reply.json()["predictions"]) == len(case.rows)
+
+
+def test_wrong_width_is_400_and_server_keeps_serving(
+    server: ServerProcess, case: RuntimeCase
+) -> None:
+    body = {
+        "inputs": [
+            {
+                "name": case.input_name,
+                "shape": [1, len(case.bad_row)],
+                "datatype": case.datatype,
+                "data": case.bad_row,
+            }
+        ]
+    }
+    reply = httpx.post(f"{server.http_url}/v2/models/m/infer", json=body)
+    assert reply.status_code == 400, reply.text
+    assert case.width_error in reply.json()["error"].lower()
+    v1 = httpx.post(f"{server.http_url}/v1/models/m:predict", json={"instances": [case.bad_row]})
+    assert v1.status_code == 400, v1.text
+
+    client = grpcclient.InferenceServerClient(server.grpc_address)
+    bad = np.asarray([case.bad_row], dtype=NUMPY[case.datatype])
+    tensor = grpcclient.InferInput(case.input_name, list(bad.shape), case.datatype)
+    tensor.set_data_from_numpy(bad)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("m", [tensor])
+    assert info.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT)
+    _same(_http_infer(server, case, binary=False), _grpc_infer(server, case))
+
+
+def test_wrong_datatype_is_400(server: ServerProcess, case: RuntimeCase) -> None:
+    body = {
+        "inputs": [
+            {
+                "name": case.input_name,
+                "shape": [1, len(case.rows[0])],
+                "datatype": "BYTES",
+                "data": [str(v) + "x" for v in case.rows[0]],
+            }
+        ]
+    }
+    reply = httpx.post(f"{server.http_url}/v2/models/m/infer", json=body)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]
+    assert httpx.get(f"{server.http_url}/v2/health/ready").status_code == 200
+
+
+# -- startup errors: a clear message, no traceback, a non-zero exit -------------
+
+
+def _fails(case: RuntimeCase, model_dir: Path, *expected: str) -> None:
+    done = run_to_exit(case.module, ["--model_name=m", f"--model_dir={model_dir}", *case.flags])
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "Traceback" not in output, output
+    for fragment in expected:
+        assert fragment in output, output
+
+
+def test_missing_directory(case: RuntimeCase, tmp_path: Path) -> None:
+    _fails(case, tmp_path / "absent", "absent")
+
+
+def test_no_model_file(case: RuntimeCase, tmp_path: Path) -> None:
+    (tmp_path / "README.txt").write_text("not a model\n")
+    _fails(case, tmp_path, case.suffix, "README.txt")
+
+
+def test_two_candidate_files(case: RuntimeCase, model_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "two"
+    shutil.copytree(model_dir, target)
+    (original,) = [p for p in target.iterdir() if p.name.endswith(case.suffix)]
+    shutil.copy(original, target / f"copy{case.suffix}")
+    _fails(case, target, original.name, f"copy{case.suffix}")
+
+
+def test_corrupt_model_file(case: RuntimeCase, model_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "corrupt"
+    shutil.copytree(model_dir, target)
+    (original,) = [p for p in target.iterdir() if p.name.endswith(case.suffix)]
+    original.write_bytes(b"\x00\x01 this is not a model \xff" * 8)
+    _fails(case, target, original.name)
