@@ -30,6 +30,8 @@ class RuntimeCase:
     bad_row: list[float]
     #: extra flags the runtime needs
     flags: list[str] = field(default_factory=list)
+    #: extra environment for the server process (e.g. PYTHONPATH for a custom model)
+    env: dict[str, str] = field(default_factory=dict)
     #: the reason fragment (lower case) expected in the bad-width error
     width_error: str = "feature"
 

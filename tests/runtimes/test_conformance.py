@@ -171,7 +171,9 @@ def test_wrong_datatype_is_400(server: ServerProcess, case: RuntimeCase) -> None
 
 
 def _fails(case: RuntimeCase, model_dir: Path, *expected: str) -> None:
-    done = run_to_exit(case.module, ["--model_name=m", f"--model_dir={model_dir}", *case.flags])
+    done = run_to_exit(
+        case.module, ["--model_name=m", f"--model_dir={model_dir}", *case.flags], env=case.env
+    )
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
     assert "Traceback" not in output, output
