@@ -1,0 +1,202 @@
+"""Predict latency of every runtime for 1 row and 1,000 rows, through the real server.
+
+Each runtime is started as ``python -m <runtime>`` on its iris sample (built
+by examples/sample_models.py), pinned to one CPU when the machine has two,
+and sent sequential v2 REST requests (c=1) over one keep-alive connection,
+as JSON and with the binary tensor extension. The table gives the median and
+p99 round trip and the model's own predict time as the server measured it
+(``modelserver_predict_duration_seconds``), so protocol cost and framework
+cost can be told apart.
+
+    .venv/bin/python bench/runtime_latency.py [--runtime onnxserver ...] [--requests 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import sample_models  # noqa: E402  (the repo's sample trainer; examples/ is not a package)
+from serverproc import ServerProcess  # noqa: E402  (the same launcher the tests use)
+
+
+@dataclass(frozen=True)
+class Subject:
+    runtime: str
+    framework: str
+    sample: str
+    flags: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+SUBJECTS = [
+    Subject("sklearnserver", "sklearn", "iris"),
+    Subject("xgbserver", "xgboost", "iris-json"),
+    Subject("lgbserver", "lightgbm", "iris"),
+    Subject("pmmlserver", "pmml", "iris"),
+    Subject("paddleserver", "paddle", "iris-json"),
+    Subject("onnxserver", "onnx", "iris-pipeline"),
+    Subject("onnxserver", "onnx", "iris-mlp"),
+]
+
+NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64}
+BINARY_PARAM = {"binary_data_output": True}
+
+
+def _iris_rows(n: int) -> np.ndarray:
+    from sklearn.datasets import load_iris
+
+    X = load_iris().data
+    return X[np.arange(n) % len(X)]
+
+
+def _request(meta: dict, rows: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]]:
+    """A v2 request for ``rows`` shaped by the model's metadata (one tensor, or a column each)."""
+    inputs = meta["inputs"]
+    if len(inputs) == 1:
+        spec = inputs[0]
+        tensors = [(spec["name"], spec["datatype"], rows.astype(NUMPY[spec["datatype"]]))]
+    else:
+        tensors = [
+            (spec["name"], spec["datatype"], rows[:, i].astype(NUMPY[spec["datatype"]]))
+            for i, spec in enumerate(inputs)
+        ]
+    if not binary:
+        body = {
+            "inputs": [
+                {"name": n, "shape": list(a.shape), "datatype": d, "data": a.reshape(-1).tolist()}
+                for n, d, a in tensors
+            ]
+        }
+        return json.dumps(body).encode(), {"Content-Type": "application/json"}
+    header = {
+        "inputs": [
+            {
+                "name": n,
+                "shape": list(a.shape),
+                "datatype": d,
+                "parameters": {"binary_data_size": a.nbytes},
+            }
+            for n, d, a in tensors
+        ],
+        "parameters": BINARY_PARAM,
+    }
+    head = json.dumps(header).encode()
+    body = head + b"".join(np.ascontiguousarray(a).tobytes() for _, _, a in tensors)
+    return body, {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(head)),
+    }
+
+
+PREDICT = re.compile(r"^modelserver_predict_duration_seconds_(sum|count)\{[^}]*\} (\S+)$", re.M)
+
+
+def _predict_totals(conn: http.client.HTTPConnection) -> tuple[float, float]:
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    found = {kind: float(value) for kind, value in PREDICT.findall(text)}
+    return found.get("sum", 0.0), found.get("count", 0.0)
+
+
+def _measure(conn: http.client.HTTPConnection, body: bytes, headers: dict[str, str], n: int):
+    for _ in range(max(5, n // 10)):
+        conn.request("POST", "/v2/models/m/infer", body, headers)
+        reply = conn.getresponse()
+        data = reply.read()
+        if reply.status != 200:
+            raise RuntimeError(f"{reply.status}: {data[:300]!r}")
+    before = _predict_totals(conn)
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        conn.request("POST", "/v2/models/m/infer", body, headers)
+        reply = conn.getresponse()
+        reply.read()
+        times.append(time.perf_counter() - started)
+    after = _predict_totals(conn)
+    calls = after[1] - before[1]
+    predict = (after[0] - before[0]) / calls if calls else float("nan")
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1], predict
+
+
+def run_subject(subject: Subject, models: Path, requests: int) -> list[dict]:
+    model_dir = sample_models.write(subject.framework, models)[subject.sample]
+    server = ServerProcess(
+        subject.runtime,
+        ["--model_name=m", f"--model_dir={model_dir}", *subject.flags],
+        env=dict(subject.env),
+    )
+    started = time.perf_counter()
+    server.start(timeout=120)
+    cold = time.perf_counter() - started
+    if os.cpu_count() and os.cpu_count() > 1:
+        subprocess.run(["taskset", "-pc", "0", str(server.proc.pid)], capture_output=True)
+    rows_out = []
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.http_port)
+        conn.request("GET", "/v2/models/m")
+        meta = json.loads(conn.getresponse().read())
+        for n_rows, n_requests in ((1, requests), (1000, max(20, requests // 5))):
+            for binary in (False, True):
+                body, headers = _request(meta, _iris_rows(n_rows), binary)
+                p50, p99, predict = _measure(conn, body, headers, n_requests)
+                rows_out.append(
+                    {
+                        "runtime": subject.runtime,
+                        "sample": f"{subject.framework}/{subject.sample}",
+                        "rows": n_rows,
+                        "encoding": "binary" if binary else "json",
+                        "p50_ms": p50 * 1e3,
+                        "p99_ms": p99 * 1e3,
+                        "predict_ms": predict * 1e3,
+                        "cold_start_s": cold,
+                    }
+                )
+    finally:
+        server.stop()
+    return rows_out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runtime", action="append", help="only these runtimes")
+    parser.add_argument("--requests", type=int, default=300, help="1-row requests per case")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    subjects = [s for s in SUBJECTS if not args.runtime or s.runtime in args.runtime]
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="runtime-latency-") as scratch:
+        for subject in subjects:
+            results.extend(run_subject(subject, Path(scratch), args.requests))
+    print("| runtime | sample | rows | body | p50 ms | p99 ms | predict ms | cold start s |")
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(
+            f"| {r['runtime']} | {r['sample']} | {r['rows']} | {r['encoding']} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['predict_ms']:.3f} | "
+            f"{r['cold_start_s']:.2f} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
