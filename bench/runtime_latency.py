@@ -53,6 +53,13 @@ SUBJECTS = [
     Subject("paddleserver", "paddle", "iris-json"),
     Subject("onnxserver", "onnx", "iris-pipeline"),
     Subject("onnxserver", "onnx", "iris-mlp"),
+    Subject(
+        "modelserver",
+        "custom",
+        "iris",
+        flags=("--model_class=custom_model.iris_custom:IrisModel",),
+        env=(("PYTHONPATH", str(ROOT / "examples")),),
+    ),
 ]
 
 NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64}

@@ -37,4 +37,4 @@ class RuntimeCase:
 
     @property
     def id(self) -> str:
-        return self.module
+        return f"{self.module}-{self.framework}" if self.module == "modelserver" else self.module

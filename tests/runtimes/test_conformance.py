@@ -47,7 +47,9 @@ def model_dir(case: RuntimeCase, framework_samples) -> Path:
 
 @pytest.fixture(scope="module")
 def server(case: RuntimeCase, model_dir: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(case.module, ["--model_name=m", f"--model_dir={model_dir}", *case.flags])
+    proc = ServerProcess(
+        case.module, ["--model_name=m", f"--model_dir={model_dir}", *case.flags], env=case.env
+    )
     with proc:
         yield proc
 
@@ -87,7 +89,12 @@ def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
         if a[name].dtype.kind in "fc":
             np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7, err_msg=name)
         else:
-            assert a[name].tolist() == b[name].tolist(), name
+            assert _plain(a[name]) == _plain(b[name]), name
+
+
+def _plain(values: np.ndarray) -> list:
+    """Python values; BYTES as str (tritonclient gives str over JSON, bytes otherwise)."""
+    return [v.decode() if isinstance(v, bytes) else v for v in values.reshape(-1).tolist()]
 
 
 def test_ready_and_metadata(server: ServerProcess, case: RuntimeCase) -> None:

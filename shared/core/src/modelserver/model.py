@@ -54,6 +54,10 @@ class Model(abc.ABC):
     ``load`` and ``predict``, and may add named outputs to ``output_methods``
     (for example ``predict_proba``) and describe themselves through
     ``inputs_metadata`` and ``outputs_metadata``.
+
+    A custom model written the KServe way overrides ``preprocess`` (per
+    request) and ``postprocess`` (per predict call) around ``predict`` and
+    names postprocess's outputs in ``output_names``.
     """
 
     #: File suffixes this runtime loads, used by model discovery.
@@ -66,6 +70,9 @@ class Model(abc.ABC):
     dynamic_outputs: bool = False
     #: Exceptions from predict that mean the input was wrong (answered 400).
     input_errors: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, IndexError)
+    #: Outputs ``postprocess`` returns by name, all from one predict pass; each
+    #: is selectable, all are the default. Empty: outputs are ``output_methods``.
+    output_names: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -102,6 +109,19 @@ class Model(abc.ABC):
     def predict(self, inputs: ModelInput) -> Any:
         """The default output for ``inputs``: numpy in, numpy (or array-like) out."""
 
+    def preprocess(self, request: InferRequest) -> ModelInput:
+        """Per request, before batching: the request -> predict's input (KServe's preprocess).
+
+        The default decodes the tensors (``decode_inputs``); override to check
+        and transform, calling ``super().preprocess(request)`` for the decoded
+        form. ``input_errors`` raised here are answered 400.
+        """
+        return self.decode_inputs(request)
+
+    def postprocess(self, result: Any) -> Mapping[str, Any]:
+        """Per predict call: predict's result -> ``{name: array}`` for ``output_names``."""
+        return result
+
     def inputs_metadata(self) -> list[dict[str, Any]]:
         """Input tensors for model metadata; override to describe the model."""
         return []
@@ -130,7 +150,12 @@ class Model(abc.ABC):
             self.state = ModelState.FAILED
             self.reason = str(exc) or type(exc).__name__
             raise
-        self.output_methods.setdefault("predict", self.predict)
+        if self.output_names:
+            self.output_methods = {name: self._postprocessed(name) for name in self.output_names}
+            if self.default_outputs == ["predict"]:
+                self.default_outputs = list(self.output_names)
+        else:
+            self.output_methods.setdefault("predict", self.predict)
         self.state = ModelState.READY
         self.reason = ""
         metrics.MODEL_LOAD_SECONDS.labels(self.name).set(time.perf_counter() - started)
@@ -201,7 +226,20 @@ class Model(abc.ABC):
 
     def compute(self, inputs: ModelInput, names: list[str]) -> list[tuple[str, Any]]:
         """Run each selected output on the same input (in the runner's thread)."""
+        if self.output_names:
+            outputs = self.postprocess(self.predict(inputs))
+            return [(name, outputs[name]) for name in names]
         return [(name, self.output_methods[name](inputs)) for name in names]
+
+    def _postprocessed(self, name: str) -> Callable[[ModelInput], Any]:
+        return lambda inputs: self.postprocess(self.predict(inputs))[name]
+
+    def _served_error(self, exc: Exception, request: InferRequest) -> ModelServerError:
+        """What the client gets for an exception of the model's own code."""
+        if isinstance(exc, self.input_errors):
+            return InvalidInput(f"Model '{self.name}' rejected the input: {exc}")
+        logger.exception("model %s raised (request id %s)", self.name, request.id)
+        return InferenceError(f"Model '{self.name}' failed: {type(exc).__name__}: {exc}")
 
     async def infer(self, request: InferRequest) -> InferResponse:
         """Decode, predict (inline, in the pool or in a batch) and encode one request."""
@@ -213,7 +251,12 @@ class Model(abc.ABC):
 
     async def _infer(self, request: InferRequest) -> InferResponse:
         names = self.select_outputs(request)
-        inputs = self.decode_inputs(request)
+        try:
+            inputs = self.preprocess(request)
+        except ModelServerError:
+            raise
+        except Exception as exc:
+            raise self._served_error(exc, request) from exc
         key = batch_key(inputs, names) if self.batcher is not None else None
         queued_ns = time.time_ns()
         try:
@@ -227,15 +270,8 @@ class Model(abc.ABC):
                 results, start_ns, end_ns = await abandon_on_disconnect(work)
         except ModelServerError:
             raise
-        except self.input_errors as exc:
-            raise InvalidInput(f"Model '{self.name}' rejected the input: {exc}") from exc
         except Exception as exc:
-            logger.exception(
-                "model %s raised during predict (request id %s)", self.name, request.id
-            )
-            raise InferenceError(
-                f"Model '{self.name}' failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise self._served_error(exc, request) from exc
         if self.metrics is not None:
             self.metrics.queue.observe((start_ns - queued_ns) / 1e9)
             self.metrics.predict.observe((end_ns - start_ns) / 1e9)
