@@ -35,8 +35,16 @@ def batch_key(inputs: Any, names: list[str]) -> Hashable | None:
     """What must match for two requests to share a batch; None if not batchable.
 
     Arrays: rank, trailing dimensions and dtype. DataFrames: column names and
-    dtypes. Object (string) arrays are batchable like any other dtype.
+    dtypes. Named tensors (a graph model's ``{name: array}``): each name's
+    trailing dimensions and dtype, all with the same row count. Object
+    (string) arrays are batchable like any other dtype.
     """
+    if isinstance(inputs, dict):
+        arrays = list(inputs.values())
+        if not arrays or any(a.ndim < 1 or a.shape[0] != arrays[0].shape[0] for a in arrays):
+            return None
+        layout = tuple((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())
+        return ("feeds", layout, tuple(names))
     if isinstance(inputs, np.ndarray):
         if inputs.ndim < 1:
             return None
@@ -49,6 +57,8 @@ def batch_key(inputs: Any, names: list[str]) -> Hashable | None:
 
 
 def _rows(inputs: Any) -> int:
+    if isinstance(inputs, dict):
+        return int(next(iter(inputs.values())).shape[0])
     return int(inputs.shape[0])
 
 
@@ -57,6 +67,8 @@ def _concat(parts: list[Any]) -> Any:
         return parts[0]
     if isinstance(parts[0], np.ndarray):
         return np.concatenate(parts, axis=0)
+    if isinstance(parts[0], dict):
+        return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
     import pandas as pd
 
     return pd.concat(parts, ignore_index=True)

@@ -19,6 +19,7 @@ Checks, each answered 400 with the reason:
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from .model import Model, tensor_spec
 from .types import InferRequest, Tensor
 
 Feeds = dict[str, np.ndarray]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,19 @@ class TensorModel(Model):
         self.default_outputs = names
         # Every output is selectable by name; compute() runs them together.
         self.output_methods = {name: self._single(name) for name in names}
+        if self.batcher is not None and not self._batchable():
+            logger.warning(
+                "model %s: adaptive batching is off; not every input and output has a "
+                "dynamic first (batch) dimension",
+                self.name,
+            )
+            self.batcher = None
+
+    def _batchable(self) -> bool:
+        """Requests can be stacked only when every tensor's first dimension is the batch."""
+        return all(
+            spec.shape and spec.shape[0] == -1 for spec in self.input_specs + self.output_specs
+        )
 
     def _single(self, name: str) -> Any:
         return lambda feeds: self.run(feeds, [name])[0]

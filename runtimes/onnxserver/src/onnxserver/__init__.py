@@ -1,0 +1,5 @@
+"""onnxserver: ONNX models through ONNX Runtime on the modelserver core."""
+
+from .model import ONNXModel
+
+__all__ = ["ONNXModel"]

@@ -1,0 +1,90 @@
+"""TensorModel: matching named feeds to the declaration, and when batching is allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from modelserver.errors import InvalidInput
+from modelserver.tensor_model import Feeds, TensorModel, TensorSpec
+from modelserver.types import InferRequest, Tensor
+
+
+class Graph(TensorModel):
+    """Two inputs, two outputs: sum and product of the inputs' row sums."""
+
+    def __init__(self, first_dim: int = -1) -> None:
+        super().__init__("g")
+        self.first_dim = first_dim
+
+    def load(self) -> None:
+        d = self.first_dim
+        self.input_specs = [TensorSpec("a", "FP32", (d, 2)), TensorSpec("b", "INT64", (d,))]
+        self.output_specs = [TensorSpec("sum", "FP32", (d,)), TensorSpec("prod", "FP32", (d,))]
+
+    def run(self, feeds: Feeds, names: Sequence[str]) -> list[np.ndarray]:
+        total = feeds["a"].sum(axis=1) + feeds["b"]
+        prod = feeds["a"].prod(axis=1) * feeds["b"]
+        values = {"sum": total.astype(np.float32), "prod": prod.astype(np.float32)}
+        return [values[name] for name in names]
+
+
+def _request(*tensors: Tensor) -> InferRequest:
+    return InferRequest(model_name="g", inputs=list(tensors))
+
+
+def _tensor(name: str, datatype: str, data: np.ndarray) -> Tensor:
+    return Tensor(name, datatype, tuple(data.shape), data)
+
+
+def _started(first_dim: int = -1, batcher: object = None) -> Graph:
+    model = Graph(first_dim)
+    model.batcher = batcher  # type: ignore[assignment]
+    model.start()
+    return model
+
+
+def test_feeds_are_cast_within_kind_and_checked() -> None:
+    model = _started()
+    feeds = model.decode_inputs(
+        _request(
+            _tensor("b", "INT32", np.array([1, 2], dtype=np.int32)),
+            _tensor("a", "FP64", np.ones((2, 2))),
+        )
+    )
+    assert feeds["a"].dtype == np.float32 and feeds["b"].dtype == np.int64
+    assert dict(model.compute(feeds, ["prod"]))["prod"].tolist() == [1.0, 2.0]
+    assert model.default_outputs == ["sum", "prod"]
+
+
+@pytest.mark.parametrize(
+    ("tensors", "reason"),
+    [
+        ([_tensor("a", "FP32", np.ones((1, 2), np.float32))], "missing input 'b'"),
+        ([_tensor("zzz", "FP32", np.ones((1, 2), np.float32))], "no input named 'zzz'"),
+        (
+            [
+                _tensor("a", "FP32", np.ones((1, 3), np.float32)),
+                _tensor("b", "INT64", np.ones(1, np.int64)),
+            ],
+            "expects shape [-1, 2]",
+        ),
+        (
+            [
+                _tensor("a", "FP32", np.ones((1, 2), np.float32)),
+                _tensor("b", "FP32", np.ones(1, np.float32)),
+            ],
+            "is INT64, got FP32",
+        ),
+    ],
+)
+def test_bad_feeds_are_invalid_input(tensors: list[Tensor], reason: str) -> None:
+    with pytest.raises(InvalidInput, match=reason.replace("[", r"\[").replace("]", r"\]")):
+        _started().decode_inputs(_request(*tensors))
+
+
+def test_batching_kept_with_a_batch_dimension_and_dropped_without() -> None:
+    sentinel = object()
+    assert _started(-1, sentinel).batcher is sentinel
+    assert _started(4, sentinel).batcher is None
