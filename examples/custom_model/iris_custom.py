@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 from modelserver.cli import run
-from modelserver.discovery import find_model_file
 from modelserver.errors import InvalidInput, ModelLoadError
 from modelserver.model import Model, tensor_spec
 from modelserver.types import InferRequest, Tensor
@@ -104,8 +103,7 @@ class IrisModel(Model):
     output_names = OUTPUTS
 
     def load(self) -> None:
-        assert self.model_dir is not None
-        path = find_model_file(self.model_dir, self.extensions)
+        path = self.model_file()
         artefact = _read_artefact(path)
         self.path = path
         self.feature_names = [str(n) for n in artefact["feature_names"]]

@@ -37,7 +37,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from modelserver.discovery import find_model_file
 from modelserver.errors import ModelLoadError
 from modelserver.model import Model
 from modelserver.tensor_model import Feeds, TensorModel, TensorSpec
@@ -177,9 +176,8 @@ class ONNXModel(TensorModel):
         self._text_inputs: tuple[str, ...] = ()
 
     def load(self) -> None:
-        assert self.model_dir is not None
         ort = import_onnxruntime()
-        path = find_model_file(self.model_dir, self.extensions)
+        path = self.model_file()
         self.session = self._open(ort, path)
         self.input_specs = [tensor_spec_of(a, "input", path) for a in self.session.get_inputs()]
         self.output_specs = [tensor_spec_of(a, "output", path) for a in self.session.get_outputs()]

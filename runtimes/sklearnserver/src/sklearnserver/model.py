@@ -17,7 +17,6 @@ from typing import Any
 import joblib
 import numpy as np
 from modelserver.datatypes import datatype_of
-from modelserver.discovery import find_model_file
 from modelserver.errors import ModelLoadError
 from modelserver.model import Model, tensor_spec
 from modelserver.tabular import check_feature_count
@@ -56,8 +55,7 @@ class SKLearnModel(Model):
     server_name = "sklearnserver"
 
     def load(self) -> None:
-        assert self.model_dir is not None
-        path = find_model_file(self.model_dir, self.extensions)
+        path = self.model_file()
         self.path = path
         self.estimator = self._read(path)
         if not hasattr(self.estimator, "predict"):

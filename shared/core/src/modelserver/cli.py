@@ -303,7 +303,9 @@ def _load_models(model_class: type, args: argparse.Namespace) -> Any:
             )
         return model
 
-    found = discover_models(args.model_dir, args.model_name, model_class.extensions)
+    found = discover_models(
+        args.model_dir, args.model_name, model_class.extensions, model_class.accepts
+    )
     multi = len(found) > 1 or Path(args.model_dir) != next(iter(found.values()))
     repository = ModelRepository(args.model_dir if multi else None, factory if multi else None)
     for name, path in found.items():

@@ -9,7 +9,7 @@ startup error that lists what was there.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import ModelLoadError
@@ -35,20 +35,30 @@ def _listing(directory: Path) -> str:
     return ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") if names else "nothing"
 
 
-def _candidates(directory: Path, extensions: Iterable[str]) -> list[Path]:
+#: Tells a model file from another file with the same suffix (a README.txt beside model.txt).
+Accept = Callable[[Path], bool]
+
+
+def _candidates(
+    directory: Path, extensions: Iterable[str], accept: Accept | None = None
+) -> list[Path]:
     suffixes = tuple(e.lower() for e in extensions)
     return sorted(
-        p for p in directory.iterdir() if p.is_file() and p.name.lower().endswith(suffixes)
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.name.lower().endswith(suffixes) and (accept is None or accept(p))
     )
 
 
-def find_model_file(directory: str | Path, extensions: Iterable[str]) -> Path:
-    """The single model file in ``directory`` with one of ``extensions``."""
+def find_model_file(
+    directory: str | Path, extensions: Iterable[str], accept: Accept | None = None
+) -> Path:
+    """The single model file in ``directory`` with one of ``extensions`` that ``accept`` takes."""
     directory = Path(directory)
     extensions = tuple(extensions)
     if not directory.is_dir():
         raise ModelLoadError(f"Model directory {directory} does not exist or is not a directory")
-    found = _candidates(directory, extensions)
+    found = _candidates(directory, extensions, accept)
     if not found:
         raise ModelLoadError(
             f"No model file ({', '.join(extensions)}) in {directory}; found: {_listing(directory)}"
@@ -62,17 +72,17 @@ def find_model_file(directory: str | Path, extensions: Iterable[str]) -> Path:
 
 
 def discover_models(
-    model_dir: str | Path, model_name: str, extensions: Iterable[str]
+    model_dir: str | Path, model_name: str, extensions: Iterable[str], accept: Accept | None = None
 ) -> dict[str, Path]:
     """Map each model name to its directory: one model, or one per sub-folder."""
     root = Path(model_dir)
     extensions = tuple(extensions)
     if not root.is_dir():
         raise ModelLoadError(f"Model directory {root} does not exist or is not a directory")
-    if not extensions or _candidates(root, extensions):
+    if not extensions or _candidates(root, extensions, accept):
         return {validate_model_name(model_name): root}
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    models = {p.name: p for p in subdirs if _candidates(p, extensions)}
+    models = {p.name: p for p in subdirs if _candidates(p, extensions, accept)}
     if not models:
         raise ModelLoadError(
             f"No model file ({', '.join(extensions)}) in {root} or its sub-folders; "

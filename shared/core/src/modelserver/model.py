@@ -23,7 +23,7 @@ from . import metrics, policy, tracing
 from .batching import Batcher, batch_key
 from .datatypes import datatype_of
 from .disconnect import abandon_on_disconnect
-from .errors import InferenceError, InvalidInput, ModelServerError
+from .errors import InferenceError, InvalidInput, ModelLoadError, ModelServerError
 from .execution import PredictRunner
 from .metrics import ModelMetrics
 from .types import InferRequest, InferResponse, Tensor
@@ -121,6 +121,19 @@ class Model(abc.ABC):
     def postprocess(self, result: Any) -> Mapping[str, Any]:
         """Per predict call: predict's result -> ``{name: array}`` for ``output_names``."""
         return result
+
+    def model_file(self) -> Path:
+        """The one model file in ``model_dir``: this runtime's suffixes, discovery's rules."""
+        from .discovery import find_model_file
+
+        if self.model_dir is None:
+            raise ModelLoadError(f"Model '{self.name}' has no model directory")
+        return find_model_file(self.model_dir, self.extensions, self.accepts)
+
+    @classmethod
+    def accepts(cls, path: Path) -> bool:
+        """Whether ``path`` (with one of ``extensions``) is a model; discovery skips others."""
+        return True
 
     def inputs_metadata(self) -> list[dict[str, Any]]:
         """Input tensors for model metadata; override to describe the model."""

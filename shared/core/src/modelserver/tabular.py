@@ -10,12 +10,16 @@ probabilities.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .errors import InvalidInput
+from .model import tensor_spec
+
+#: numpy kinds a tree or linear model takes as features: bool, integers, floats.
+NUMERIC_KINDS = "biuf"
 
 
 def is_frame(inputs: Any) -> bool:
@@ -81,3 +85,48 @@ def binary_to_two_columns(probabilities: Any) -> np.ndarray:
         return probs
     p1 = probs.reshape(-1)
     return np.stack([1.0 - p1, p1], axis=1)
+
+
+def numeric_rows(model: str, inputs: Any, names: Sequence[str] | None, expected: int | None) -> Any:
+    """The request as one numeric 2-D array, named columns in ``names`` order; 400 otherwise.
+
+    Strings (BYTES) are refused here, naming the inputs that hold them, rather
+    than handed to a framework that rejects them with a cryptic message or,
+    worse, parses "5.1" as a number.
+    """
+    if is_frame(inputs):
+        inputs = align_columns(model, inputs, names)
+        text = [str(c) for c, t in inputs.dtypes.items() if t.kind not in NUMERIC_KINDS]
+        if text:
+            raise InvalidInput(
+                f"Model '{model}' takes numbers; input {', '.join(text)} is not numeric"
+            )
+        inputs = inputs.to_numpy()
+    check_feature_count(model, inputs, expected)
+    if inputs.dtype.kind not in NUMERIC_KINDS:
+        got = "strings (BYTES)" if inputs.dtype.kind in "OSU" else str(inputs.dtype)
+        raise InvalidInput(f"Model '{model}' takes numbers (FP32, FP64 or integers); got {got}")
+    return inputs
+
+
+def classifier_outputs(probabilities: Callable[[Any], Any]) -> dict[str, Callable[[Any], Any]]:
+    """``predict_proba`` ([N, C], binary as two columns) and ``predict_label`` (INT64 index).
+
+    Both from one function giving a classifier's probabilities; a runtime adds
+    them to its ``output_methods``.
+    """
+    return {
+        "predict_proba": lambda inputs: binary_to_two_columns(probabilities(inputs)),
+        "predict_label": lambda inputs: labels_from_probabilities(probabilities(inputs)),
+    }
+
+
+def outputs_metadata(
+    datatype: str, predict_shape: Sequence[int], n_classes: int
+) -> list[dict[str, Any]]:
+    """Metadata of ``predict`` and, for a classifier (``n_classes`` > 0), of the two above."""
+    outputs = [tensor_spec("predict", datatype, [-1, *predict_shape])]
+    if n_classes:
+        outputs.append(tensor_spec("predict_proba", datatype, [-1, n_classes]))
+        outputs.append(tensor_spec("predict_label", "INT64", [-1]))
+    return outputs

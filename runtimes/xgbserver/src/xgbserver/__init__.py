@@ -1,0 +1,5 @@
+"""xgbserver: XGBoost boosters on the modelserver core."""
+
+from .model import XGBoostModel
+
+__all__ = ["XGBoostModel"]

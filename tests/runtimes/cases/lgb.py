@@ -1,0 +1,15 @@
+"""lgbserver on the iris booster saved as model.bst, KServe's file name (multiclass, 4 features)."""
+
+from runtime_case import RuntimeCase
+
+CASE = RuntimeCase(
+    module="lgbserver",
+    framework="lightgbm",
+    sample="iris",
+    suffix=".bst",
+    input_name="input-0",
+    datatype="FP64",
+    rows=[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]],
+    bad_row=[5.1, 3.5, 1.4],
+    width_error="features",
+)
