@@ -50,7 +50,7 @@ SUBJECTS = [
     Subject("xgbserver", "xgboost", "iris-json"),
     Subject("lgbserver", "lightgbm", "iris"),
     Subject("pmmlserver", "pmml", "iris"),
-    Subject("paddleserver", "paddle", "iris-json"),
+    Subject("paddleserver", "paddle", "iris-mlp"),
     Subject("onnxserver", "onnx", "iris-pipeline"),
     Subject("onnxserver", "onnx", "iris-mlp"),
     Subject(

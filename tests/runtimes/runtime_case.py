@@ -28,6 +28,8 @@ class RuntimeCase:
     rows: list[list[float]]
     #: a row with the wrong number of features
     bad_row: list[float]
+    #: every input the metadata declares, when several (default: [input_name])
+    input_names: tuple[str, ...] = ()
     #: extra flags the runtime needs
     flags: list[str] = field(default_factory=list)
     #: extra environment for the server process (e.g. PYTHONPATH for a custom model)

@@ -102,8 +102,8 @@ def test_ready_and_metadata(server: ServerProcess, case: RuntimeCase) -> None:
     meta = httpx.get(f"{server.http_url}/v2/models/m").json()
     assert meta["name"] == "m"
     assert meta["platform"]
-    assert [i["name"] for i in meta["inputs"]] == [case.input_name]
-    assert meta["inputs"][0]["datatype"] == case.datatype
+    assert [i["name"] for i in meta["inputs"]] == list(case.input_names or [case.input_name])
+    assert all(i["datatype"] == case.datatype for i in meta["inputs"])
     assert meta["outputs"], meta
     grpc_meta = grpcclient.InferenceServerClient(server.grpc_address).get_model_metadata(
         "m", as_json=True

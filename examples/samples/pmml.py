@@ -1,0 +1,96 @@
+"""PMML samples: two written by the standard converter (sklearn2pmml), one by hand.
+
+PMML files come from other tools, so the runtime is tested on what a real
+converter writes, and on a hand-written file for what converters from
+scikit-learn never write (a string categorical input, an integer input, a
+tree with an explicit invalid-value treatment)::
+
+    OUT/pmml/iris/model.pmml       LogisticRegression on iris: 4 double fields, string target
+    OUT/pmml/diabetes/model.pmml   LinearRegression of diabetes progression on bmi (one field)
+    OUT/pmml/fruit/model.pmml      TreeModel, copied from examples/samples/pmml/fruit.pmml
+
+sklearn2pmml starts a JVM per conversion (about 1-2 s each). Its converter
+(jpmml-sklearn 1.9.41) refuses pickles from scikit-learn releases newer than
+1.9.0, and it reads that version from the pickle; 1.9.1 is a bug-fix
+release whose LogisticRegression and LinearRegression keep the same fitted
+attributes, so the pickle handed to the converter reports 1.9.0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+#: The newest scikit-learn release the bundled converter accepts.
+CONVERTER_SKLEARN_VERSION = "1.9.0"
+
+HAND_WRITTEN = Path(__file__).resolve().parent / "pmml"
+
+
+@contextlib.contextmanager
+def _converter_compatible_pickles() -> Iterator[None]:
+    """Pickles that state a scikit-learn version the converter accepts (see module doc)."""
+    import sklearn.base
+
+    installed = sklearn.base.__version__
+    if tuple(int(p) for p in installed.split(".")[:3]) <= (1, 9, 0):
+        yield
+        return
+    sklearn.base.__version__ = CONVERTER_SKLEARN_VERSION
+    try:
+        yield
+    finally:
+        sklearn.base.__version__ = installed
+
+
+def _convert(pipeline: Any, directory: Path) -> Path:
+    from sklearn2pmml import sklearn2pmml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.pmml"
+    with _converter_compatible_pickles():
+        sklearn2pmml(pipeline, str(path))
+    return directory
+
+
+def iris_pipeline() -> Any:
+    """LogisticRegression on iris with named fields and species names as the target."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn2pmml.pipeline import PMMLPipeline
+
+    from samples import tables
+
+    X, target = tables.iris()
+    names = {i: str(name) for i, name in enumerate(load_iris().target_names)}
+    y = target.map(names).rename("species")
+    return PMMLPipeline([("classifier", LogisticRegression(max_iter=1000))]).fit(X, y)
+
+
+def diabetes_pipeline() -> Any:
+    """LinearRegression of disease progression on body-mass index (scikit-learn's OLS example)."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn2pmml.pipeline import PMMLPipeline
+
+    from samples import tables
+
+    X, target = tables.diabetes()
+    return PMMLPipeline([("regressor", LinearRegression())]).fit(
+        X[["bmi"]], target.rename("progression")
+    )
+
+
+def write(out: Path) -> dict[str, Path]:
+    """Write the PMML samples under ``out/pmml/``; return name -> model directory."""
+    root = out / "pmml"
+    fruit = root / "fruit"
+    fruit.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HAND_WRITTEN / "fruit.pmml", fruit / "model.pmml")
+    return {
+        "iris": _convert(iris_pipeline(), root / "iris"),
+        "diabetes": _convert(diabetes_pipeline(), root / "diabetes"),
+        "fruit": fruit,
+    }
