@@ -4,28 +4,37 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODELS := build/models
+# make serve RUNTIME=onnxserver SAMPLE=onnx/iris-pipeline serves another sample
+RUNTIME ?= sklearnserver
+SAMPLE ?= sklearn/iris
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 
 .PHONY: install serve test lint protos sample-models bench clean
 
-$(STAMP): pyproject.toml shared/core/pyproject.toml runtimes/sklearnserver/pyproject.toml constraints.txt
+RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver
+
+$(STAMP): pyproject.toml shared/core/pyproject.toml constraints.txt \
+		$(foreach r,$(RUNTIMES),runtimes/$(r)/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-		-e 'shared/core[tracing]' -e runtimes/sklearnserver -e '.[dev]'
+		-e 'shared/core[tracing]' -e runtimes/sklearnserver -e runtimes/xgbserver \
+		-e runtimes/lgbserver -e runtimes/pmmlserver -e runtimes/paddleserver \
+		-e 'runtimes/onnxserver[cpu]' -e '.[dev]'
 	touch $(STAMP)
 
 ## install: create .venv with the core, the runtimes and the dev tools (pinned)
 install: $(STAMP)
 
-## sample-models: train the sample models from data scikit-learn ships
+## sample-models: build every sample model from data the frameworks ship
 sample-models: install
-	$(BIN)/python examples/sample_models.py $(MODELS)
+	$(BIN)/python examples/sample_models.py $(MODELS) --framework all
 
-## serve: install, build the iris sample, serve it on 8080 (HTTP) and 8081 (gRPC)
-serve: sample-models
-	exec $(BIN)/python -m sklearnserver --model_name iris --model_dir $(MODELS)/sklearn/iris \
-		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
+## serve: install, build the sample, serve it on 8080 (HTTP) and 8081 (gRPC)
+serve: install
+	$(BIN)/python examples/sample_models.py $(MODELS) --framework $(firstword $(subst /, ,$(SAMPLE)))
+	exec $(BIN)/python -m $(RUNTIME) --model_name $(notdir $(SAMPLE)) \
+		--model_dir $(MODELS)/$(SAMPLE) --http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
 ## test: install and run the whole test suite
 test: install
