@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from modelserver.cli import run
 from modelserver.errors import InvalidInput, ModelLoadError
-from modelserver.model import Model, tensor_spec
+from modelserver.model import Model, as_column, tensor_spec
 from modelserver.types import InferRequest, Tensor
 
 #: What the artefact must hold: F feature names, C class names, the
@@ -71,17 +71,7 @@ def _matrix(path: Path, artefact: dict[str, Any], key: str, shape: tuple[int, ..
 
 def _column(tensor: Tensor, model: str) -> np.ndarray:
     """One named feature's values: shape [N] or [N, 1], numeric."""
-    data = tensor.data
-    if data.ndim == 2 and data.shape[1] == 1:
-        data = data[:, 0]
-    elif data.ndim == 0:
-        data = data.reshape(1)
-    if data.ndim != 1:
-        raise InvalidInput(
-            f"Model '{model}' input '{tensor.name}' has shape {list(tensor.shape)}; "
-            "a named feature is one column, shape [N] or [N, 1]"
-        )
-    return _numeric(tensor, data, model)
+    return _numeric(tensor, as_column(tensor), model)
 
 
 def _numeric(tensor: Tensor, data: np.ndarray, model: str) -> np.ndarray:

@@ -515,7 +515,8 @@ def test_example_serves_with_the_args_kserve_gives(path: Path, framework_samples
         meta = httpx.get(f"{server.http_url}/v2/models/{name}")
         assert meta.status_code == 200, meta.text
         assert meta.json()["name"] == name
-        assert case.input_name in [i["name"] for i in meta.json()["inputs"]]
+        declared = [i["name"] for i in meta.json()["inputs"]]
+        assert declared == list(case.input_names or [case.input_name])
         _infer(server, name, isvc["spec"]["predictor"]["model"].get("protocolVersion", "v1"), case)
         metrics_path = runtime["spec"]["annotations"]["prometheus.kserve.io/path"]
         metrics = httpx.get(f"{server.http_url}{metrics_path}")

@@ -276,7 +276,7 @@ BAD_REQUESTS = {
     ),
     "feature as matrix": (
         [_tensor(n, "FP64", [1, 2], [1.0, 2.0]) for n in FEATURES],
-        "a named feature is one column",
+        "each one is a column",
     ),
 }
 

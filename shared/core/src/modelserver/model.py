@@ -328,22 +328,28 @@ def _strings(data: np.ndarray) -> np.ndarray:
     return out
 
 
+def as_column(tensor: Tensor) -> np.ndarray:
+    """A named input as one column of N values: shape [N], [N, 1] or a scalar."""
+    data = tensor.data
+    if data.ndim == 2 and data.shape[1] == 1:
+        return data[:, 0]
+    if data.ndim == 0:
+        return data.reshape(1)
+    if data.ndim != 1:
+        raise InvalidInput(
+            f"Input '{tensor.name}' has shape {list(tensor.shape)}; with several named "
+            "inputs each one is a column and must have shape [N] or [N, 1]"
+        )
+    return data
+
+
 def _dataframe(inputs: list[Tensor]) -> Any:
     import pandas as pd
 
     columns: dict[str, Any] = {}
     rows: int | None = None
     for tensor in inputs:
-        data = tensor.data
-        if data.ndim == 2 and data.shape[1] == 1:
-            data = data[:, 0]
-        elif data.ndim == 0:
-            data = data.reshape(1)
-        elif data.ndim != 1:
-            raise InvalidInput(
-                f"Input '{tensor.name}' has shape {list(tensor.shape)}; with several named "
-                "inputs each one is a column and must have shape [N] or [N, 1]"
-            )
+        data = as_column(tensor)
         if tensor.datatype == "BYTES":
             data = _strings(data)
         if rows is None:
