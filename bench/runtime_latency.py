@@ -64,6 +64,7 @@ SUBJECTS = [
 
 NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64}
 BINARY_PARAM = {"binary_data_output": True}
+WARMUP_S = 3.0
 
 
 def _iris_rows(n: int) -> np.ndarray:
@@ -123,12 +124,15 @@ def _predict_totals(conn: http.client.HTTPConnection) -> tuple[float, float]:
 
 
 def _measure(conn: http.client.HTTPConnection, body: bytes, headers: dict[str, str], n: int):
-    for _ in range(max(5, n // 10)):
+    # Warm up for a while, not a count: a JIT (pmml4s on the JVM) needs seconds.
+    warm_until, warmed = time.perf_counter() + WARMUP_S, 0
+    while warmed < 10 or time.perf_counter() < warm_until:
         conn.request("POST", "/v2/models/m/infer", body, headers)
         reply = conn.getresponse()
         data = reply.read()
         if reply.status != 200:
             raise RuntimeError(f"{reply.status}: {data[:300]!r}")
+        warmed += 1
     before = _predict_totals(conn)
     times = []
     for _ in range(n):
@@ -155,7 +159,7 @@ def run_subject(subject: Subject, models: Path, requests: int) -> list[dict]:
     server.start(timeout=120)
     cold = time.perf_counter() - started
     if os.cpu_count() and os.cpu_count() > 1:
-        subprocess.run(["taskset", "-pc", "0", str(server.proc.pid)], capture_output=True)
+        subprocess.run(["taskset", "-apc", "0", str(server.proc.pid)], capture_output=True)
     rows_out = []
     try:
         conn = http.client.HTTPConnection("127.0.0.1", server.http_port)
