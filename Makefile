@@ -10,7 +10,7 @@ SAMPLE ?= sklearn/iris
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 
-.PHONY: install serve test lint protos sample-models bench clean
+.PHONY: install serve test lint protos sample-models bench images clean
 
 RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver
 
@@ -40,9 +40,14 @@ serve: install
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-## lint: ruff over the repository
+## lint: ruff over the repository, hadolint over the Dockerfile
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/hadolint docker/Dockerfile
+
+## images: build the runtime images (docker, else podman); IMAGES="sklearnserver onnxserver-gpu"
+images:
+	$(PYTHON) scripts/build_images.py $(IMAGES)
 
 ## protos: regenerate the gRPC descriptor from the .proto
 protos: install
