@@ -19,6 +19,7 @@ attributes, so the pickle handed to the converter reports 1.9.0.
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,8 +52,13 @@ def _convert(pipeline: Any, directory: Path) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "model.pmml"
-    with _converter_compatible_pickles():
-        sklearn2pmml(pipeline, str(path))
+    # The converter prints the JVM's log and a banner; keep them for a failure only.
+    chatter = io.StringIO()
+    try:
+        with _converter_compatible_pickles(), contextlib.redirect_stdout(chatter):
+            sklearn2pmml(pipeline, str(path))
+    except Exception as exc:
+        raise RuntimeError(f"sklearn2pmml failed for {path}:\n{chatter.getvalue()}") from exc
     return directory
 
 
