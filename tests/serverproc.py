@@ -155,3 +155,16 @@ def poll_until(read, predicate, what: str, timeout: float = 20.0, every: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}: {value}")
         time.sleep(every)
+
+
+def metric(server: ServerProcess, name: str, model: str | None = None) -> float:
+    """A sample's value in the server's /metrics (summed over the other labels; 0 if absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{server.http_url}/metrics", timeout=30).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and (model is None or sample.labels.get("model") == model)
+    )

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from prometheus_client.parser import text_string_to_metric_families
-from serverproc import ServerProcess
+from serverproc import ServerProcess, metric
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +32,6 @@ def batching_server(iris_dir: Path) -> Iterator[ServerProcess]:
     )
     with server:
         yield server
-
-
-def _metric(server: ServerProcess, name: str) -> float:
-    text = httpx.get(f"{server.http_url}/metrics").text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels.get("model") == "iris":
-                return sample.value
-    raise AssertionError(f"{name} not in /metrics:\n{text}")
 
 
 def _v2_json(server, rows):
@@ -85,16 +75,16 @@ def test_concurrent_mixed_requests_get_their_own_rows(batching_server, iris_dir)
     for i in range(120):
         rows = rng.uniform([4, 2, 1, 0], [8, 4.5, 7, 2.5], size=(int(rng.integers(1, 9)), 4))
         jobs.append((senders[i % len(senders)], rows))
-    requests_before = _metric(batching_server, "modelserver_batch_requests_sum")
-    batches_before = _metric(batching_server, "modelserver_batch_requests_count")
+    requests_before = metric(batching_server, "modelserver_batch_requests_sum", "iris")
+    batches_before = metric(batching_server, "modelserver_batch_requests_count", "iris")
 
     with concurrent.futures.ThreadPoolExecutor(24) as pool:
         results = list(pool.map(lambda job: job[0](batching_server, job[1]), jobs))
 
     for (_, rows), got in zip(jobs, results, strict=True):
         np.testing.assert_array_equal(got, estimator.predict(rows))
-    merged = _metric(batching_server, "modelserver_batch_requests_sum") - requests_before
-    batches = _metric(batching_server, "modelserver_batch_requests_count") - batches_before
+    merged = metric(batching_server, "modelserver_batch_requests_sum", "iris") - requests_before
+    batches = metric(batching_server, "modelserver_batch_requests_count", "iris") - batches_before
     assert merged == len(jobs)
     assert batches < len(jobs), "no two requests were ever merged"
 

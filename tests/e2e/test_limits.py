@@ -9,7 +9,6 @@ limit (413 / RESOURCE_EXHAUSTED) is covered by test_errors.py.
 from __future__ import annotations
 
 import concurrent.futures
-import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import httpx
 import orjson
 import pytest
 from modelserver.grpc import messages as M
-from serverproc import ServerProcess, slow_server
+from serverproc import ServerProcess, metric, slow_server
 
 pytestmark = pytest.mark.e2e
 
@@ -91,13 +90,6 @@ def calls(server: ServerProcess) -> int:
     r = httpx.post(server.http_url + INFER, json=v2_body(0, ["calls"]), timeout=WAIT_S)
     assert r.status_code == 200, r.text
     return int(r.json()["outputs"][0]["data"][0])
-
-
-def metric(server: ServerProcess, name: str, labels: str = "") -> float:
-    text = httpx.get(server.http_url + "/metrics", timeout=WAIT_S).text
-    pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)"
-    match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
@@ -258,7 +250,7 @@ def _raw_request_then_close(server: ServerProcess, path: str, body: Any, linger:
 def test_departed_clients_work_never_runs(queued_server: ServerProcess) -> None:
     server = queued_server
     before = calls(server)
-    predicts_before = metric(server, "modelserver_predict_duration_seconds_count", 'model="slow"')
+    predicts_before = metric(server, "modelserver_predict_duration_seconds_count", "slow")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         first = pool.submit(infer_v2, server, 2.5)
         wait_inflight(server, 1)
@@ -277,7 +269,7 @@ def test_departed_clients_work_never_runs(queued_server: ServerProcess) -> None:
     # Only the first request's predict ran: had any abandoned one run, it ran
     # before this (one predict at a time, in arrival order) and was counted.
     assert calls(server) == before + 1
-    predicts = metric(server, "modelserver_predict_duration_seconds_count", 'model="slow"')
+    predicts = metric(server, "modelserver_predict_duration_seconds_count", "slow")
     # the first request and the `calls` query above
     assert predicts == predicts_before + 2
     assert_ok_v2(infer_v2(server, 0), 0)

@@ -8,7 +8,6 @@ merged.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from serverproc import ServerProcess
+from serverproc import ServerProcess, metric
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -45,12 +44,6 @@ def server(onnx_models: dict[str, Path]) -> Iterator[ServerProcess]:
         yield proc
 
 
-def _metric(server: ServerProcess, name: str) -> float:
-    text = httpx.get(f"{server.http_url}/metrics").text
-    pattern = rf'^{name}\{{[^}}]*model="iris-pipeline"[^}}]*\}} (\S+)$'
-    return sum(float(v) for v in re.findall(pattern, text, re.M))
-
-
 def test_concurrent_requests_are_merged_and_split_back(server, onnx_models) -> None:
     from sklearn.datasets import load_iris
 
@@ -59,8 +52,8 @@ def test_concurrent_requests_are_merged_and_split_back(server, onnx_models) -> N
     )
     X = load_iris().data.astype(np.float32)
     jobs = [X[i : i + 1 + i % 8] for i in range(0, 120, 2)]
-    before_requests = _metric(server, "modelserver_batch_requests_sum")
-    before_batches = _metric(server, "modelserver_batch_requests_count")
+    before_requests = metric(server, "modelserver_batch_requests_sum", "iris-pipeline")
+    before_batches = metric(server, "modelserver_batch_requests_count", "iris-pipeline")
 
     def send(rows: np.ndarray) -> dict:
         body = {
@@ -86,7 +79,7 @@ def test_concurrent_requests_are_merged_and_split_back(server, onnx_models) -> N
         np.testing.assert_allclose(
             outputs["probabilities"]["data"], probabilities.reshape(-1), rtol=1e-5, atol=1e-7
         )
-    merged = _metric(server, "modelserver_batch_requests_sum") - before_requests
-    batches = _metric(server, "modelserver_batch_requests_count") - before_batches
+    merged = metric(server, "modelserver_batch_requests_sum", "iris-pipeline") - before_requests
+    batches = metric(server, "modelserver_batch_requests_count", "iris-pipeline") - before_batches
     assert merged == len(jobs)
     assert batches < len(jobs), "no two requests were ever merged"
