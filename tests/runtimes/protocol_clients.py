@@ -15,17 +15,16 @@ import httpx
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from modelserver.datatypes import datatype_of
 from serverproc import ServerProcess
 
 #: The three v2 paths every runtime serves.
 PROTOCOLS = ("json", "binary", "grpc")
 
-_DATATYPES = {"f4": "FP32", "f8": "FP64", "i8": "INT64", "i4": "INT32", "O": "BYTES"}
-
 
 def datatype(array: np.ndarray) -> str:
-    """The OIP datatype a numpy array travels as (objects: BYTES)."""
-    return _DATATYPES["O" if array.dtype.kind == "O" else array.dtype.str[1:]]
+    """The OIP datatype a numpy array travels as (the core's own mapping; objects: BYTES)."""
+    return datatype_of(array.dtype)
 
 
 def infer(

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
+from protocol_clients import PROTOCOLS, infer, v2_metadata
 from runtime_case import RuntimeCase
 from serverproc import ServerProcess, run_to_exit
 from tritonclient.utils import InferenceServerException
@@ -58,28 +58,10 @@ def _array(case: RuntimeCase, rows: list[list[float]]) -> np.ndarray:
     return np.asarray(rows, dtype=NUMPY[case.datatype])
 
 
-def _http_infer(server: ServerProcess, case: RuntimeCase, binary: bool) -> dict[str, np.ndarray]:
-    client = httpclient.InferenceServerClient(server.http_address)
-    data = _array(case, case.rows)
-    tensor = httpclient.InferInput(case.input_name, list(data.shape), case.datatype)
-    tensor.set_data_from_numpy(data, binary_data=binary)
-    meta = client.get_model_metadata("m")
-    outputs = [
-        httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in meta["outputs"]
-    ]
-    result = client.infer("m", [tensor], outputs=outputs)
-    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
-
-
-def _grpc_infer(server: ServerProcess, case: RuntimeCase) -> dict[str, np.ndarray]:
-    client = grpcclient.InferenceServerClient(server.grpc_address)
-    data = _array(case, case.rows)
-    tensor = grpcclient.InferInput(case.input_name, list(data.shape), case.datatype)
-    tensor.set_data_from_numpy(data)
-    meta = client.get_model_metadata("m", as_json=True)
-    outputs = [grpcclient.InferRequestedOutput(o["name"]) for o in meta["outputs"]]
-    result = client.infer("m", [tensor], outputs=outputs)
-    return {o["name"]: result.as_numpy(o["name"]) for o in meta["outputs"]}
+def _infer(server: ServerProcess, case: RuntimeCase, path: str) -> dict[str, np.ndarray]:
+    """The case's rows over ``path`` (json, binary or grpc), every declared output asked for."""
+    names = [o["name"] for o in v2_metadata(server, "m")["outputs"]]
+    return infer(server, "m", {case.input_name: _array(case, case.rows)}, path, names)
 
 
 def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
@@ -112,9 +94,7 @@ def test_ready_and_metadata(server: ServerProcess, case: RuntimeCase) -> None:
 
 
 def test_v2_paths_agree(server: ServerProcess, case: RuntimeCase) -> None:
-    as_json = _http_infer(server, case, binary=False)
-    as_binary = _http_infer(server, case, binary=True)
-    over_grpc = _grpc_infer(server, case)
+    as_json, as_binary, over_grpc = (_infer(server, case, path) for path in PROTOCOLS)
     for outputs in (as_json, as_binary, over_grpc):
         for name, value in outputs.items():
             assert value.shape[0] == len(case.rows), name
@@ -154,7 +134,7 @@ def test_wrong_width_is_400_and_server_keeps_serving(
     with pytest.raises(InferenceServerException) as info:
         client.infer("m", [tensor])
     assert info.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT)
-    _same(_http_infer(server, case, binary=False), _grpc_infer(server, case))
+    _same(_infer(server, case, "json"), _infer(server, case, "grpc"))
 
 
 def test_wrong_datatype_is_400(server: ServerProcess, case: RuntimeCase) -> None:

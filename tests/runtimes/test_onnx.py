@@ -22,10 +22,11 @@ from typing import Any
 import grpc
 import httpx
 import numpy as np
+import protocol_clients
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 from modelserver.datatypes import datatype_of
+from protocol_clients import v2_metadata
 from serverproc import ServerProcess, run_to_exit
 from tritonclient.utils import InferenceServerException
 
@@ -162,31 +163,9 @@ def _infer(
     path: str,
     outputs: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """v2 inference with tritonclient over ``path``: output name -> array, in reply order."""
-    binary = path == "binary"
-    if path == "grpc":
-        client: Any = grpcclient.InferenceServerClient(server.grpc_address)
-        meta = client.get_model_metadata(model, as_json=True)
-    else:
-        client = httpclient.InferenceServerClient(server.http_address)
-        meta = client.get_model_metadata(model)
-    module: Any = grpcclient if path == "grpc" else httpclient
-    tensors = []
-    for name, value in inputs.items():
-        tensor = module.InferInput(name, list(value.shape), datatype_of(value.dtype))
-        if path == "grpc":
-            tensor.set_data_from_numpy(value)
-        else:
-            tensor.set_data_from_numpy(value, binary_data=binary)
-        tensors.append(tensor)
-    names = outputs or [o["name"] for o in meta["outputs"]]
-    if path == "grpc":
-        requested = [module.InferRequestedOutput(n) for n in names]
-    else:
-        requested = [module.InferRequestedOutput(n, binary_data=binary) for n in names]
-    result = client.infer(model, tensors, outputs=requested)
-    reply = result.get_response(as_json=True) if path == "grpc" else result.get_response()
-    return {o["name"]: result.as_numpy(o["name"]) for o in reply["outputs"]}
+    """v2 inference over ``path`` asking for ``outputs`` (default: every declared one)."""
+    names = outputs or [o["name"] for o in v2_metadata(server, model)["outputs"]]
+    return protocol_clients.infer(server, model, inputs, path, names)
 
 
 def _v1(server: ServerProcess, model: str, body: dict[str, Any]) -> Any:
@@ -444,7 +423,7 @@ def test_auto_device_uses_cuda_only_where_it_runs(samples, cuda_usable) -> None:
 
 def test_device_cuda_without_cuda_is_a_startup_error(samples, cuda_usable) -> None:
     if cuda_usable:
-        pytest.skip("CUDAExecutionProvider runs here, so --device cuda starts (see the CUDA test)")
+        pytest.skip("needs a machine without a usable CUDA GPU: CUDAExecutionProvider runs here")
     model_dir = samples["iris-mlp"]
     for flags, env in ((["--device=cuda"], None), ([], {"DEVICE": "cuda"})):
         done = run_to_exit("onnxserver", [f"--model_dir={model_dir}", *flags], env=env)
