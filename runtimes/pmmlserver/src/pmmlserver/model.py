@@ -212,14 +212,11 @@ class PMMLModel(Model):
         self.outputs = {
             str(f.name): Output(str(f.name), _datatype(f.dataType)) for f in self.pmml.outputFields
         }
-        self.default_outputs = list(self.outputs)
+        # Every output field is selectable by name and returned by default; the
+        # core computes them from one predict (one pmml4s call) per request.
+        self.output_names = tuple(self.outputs)
         self.input_errors = (*Model.input_errors, *_pmml4s_input_errors())
         self.parameters = self._describe()
-
-    def start(self) -> None:
-        super().start()
-        # Every output field by name; compute() scores once for all that a request selects.
-        self.output_methods = {name: self._single(name) for name in self.outputs}
 
     def release(self) -> None:
         super().release()
@@ -245,15 +242,9 @@ class PMMLModel(Model):
                 )
         return super().decode_inputs(request)
 
-    def _single(self, name: str) -> Any:
-        return lambda inputs: self._score(inputs, [name])[0]
-
-    def compute(self, inputs: Any, names: list[str]) -> list[tuple[str, Any]]:
-        return list(zip(names, self._score(inputs, names), strict=True))
-
     def predict(self, inputs: Any) -> Any:
-        """The default outputs for ``inputs``, as a mapping of output name -> array."""
-        names = self.default_outputs
+        """Every output field for ``inputs``, as a mapping of output name -> array."""
+        names = list(self.output_names)
         return dict(zip(names, self._score(inputs, names), strict=True))
 
     def _score(self, inputs: Any, names: list[str]) -> list[np.ndarray]:
