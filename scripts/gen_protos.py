@@ -1,11 +1,11 @@
-"""Regenerate modelserver/grpc/_descriptor.py from the service definition.
+"""Regenerate modelserver/protos/_descriptor.py from the service definition.
 
 The core does not use protoc's usual ``_pb2`` modules: those register the
 ``inference`` package in protobuf's process-wide default pool, where it
 collides with tritonclient's own copy of the same messages (any process that
 imports both fails). Instead this script compiles the .proto with the pinned
 grpcio-tools into a serialized FileDescriptorSet, and writes it as a bytes
-literal that ``modelserver.grpc.messages`` loads into a private pool.
+literal that ``modelserver.protos`` loads into a private pool.
 
 Run with ``make protos``; ``--check`` exits 1 when the committed file is stale
 (the test suite runs that check).
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "shared/core/src/modelserver/protos"
 PROTO = "grpc_predict_v2.proto"
-TARGET = ROOT / "shared/core/src/modelserver/grpc/_descriptor.py"
+TARGET = ROOT / "shared/core/src/modelserver/protos/_descriptor.py"
 
 
 def render() -> str:

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 import numpy as np
-from modelserver.discovery import find_model_file
-from modelserver.model import Model
+from modelserver import Model
+from modelserver.model.discovery import find_model_file
 
 
 class SleepModel(Model):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from modelserver.grpc import messages as pb
+from modelserver import protos as pb
 
 METHOD = f"/{pb.SERVICE_NAME}/ModelInfer"
 

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples"))
 
 import sample_models  # noqa: E402  (the repo's own sample trainer; examples/ is not a package)
-from modelserver.grpc import messages as pb  # noqa: E402
+from modelserver import protos as pb  # noqa: E402
 
 MODEL_NAME = "iris"
 INPUT_NAME = "input-0"

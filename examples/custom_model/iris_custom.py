@@ -14,8 +14,8 @@ by ``train_iris.py``), so the server needs nothing but numpy:
 
 The core calls ``preprocess`` once per request (before any batching, so a
 bad request fails alone with a 400) and ``predict`` + ``postprocess`` once
-per predict call (per batch when adaptive batching is on); ``output_names``
-names what postprocess returns.
+per predict call (per batch when adaptive batching is on); ``load`` declares
+what postprocess returns in the model's output table.
 
 Serve it with the core's CLI (``python -m modelserver --model_class
 iris_custom:IrisModel ...`` with this folder on ``PYTHONPATH``), or run this
@@ -30,16 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from modelserver.cli import run
-from modelserver.errors import InvalidInput, ModelLoadError
-from modelserver.model import Model, as_column, tensor_spec
-from modelserver.types import InferRequest, Tensor
+from modelserver import (
+    InferRequest,
+    InvalidInput,
+    Model,
+    ModelLoadError,
+    Tensor,
+    as_column,
+    run,
+    tensor_spec,
+)
 
 #: What the artefact must hold: F feature names, C class names, the
 #: standardisation (mean and scale, F each) and the linear layer (weights F x C, bias C).
 ARTEFACT_FIELDS = ("feature_names", "class_names", "mean", "scale", "weights", "bias")
-#: Outputs of postprocess, in the order a request that names none gets them.
-OUTPUTS = ("class", "probabilities")
 
 
 def _read_artefact(path: Path) -> dict[str, Any]:
@@ -88,9 +92,6 @@ class IrisModel(Model):
 
     extensions = (".json",)
     platform = "custom"
-    #: postprocess's outputs: each selectable, all returned by default, all
-    #: computed in one predict + postprocess pass per request (or per batch).
-    output_names = OUTPUTS
 
     def load(self) -> None:
         path = self.model_file()
@@ -108,6 +109,10 @@ class IrisModel(Model):
             raise ModelLoadError(f"{path}: 'scale' must be positive")
         self.weights = _matrix(path, artefact, "weights", (f, c))
         self.bias = _matrix(path, artefact, "bias", (c,))
+        # postprocess's outputs: each selectable, both returned by default, both
+        # computed in one predict + postprocess pass per request (or per batch).
+        self.outputs.add("class", "BYTES", [-1])
+        self.outputs.add("probabilities", "FP64", [-1, c])
 
     # -- the three steps (KServe's Model.preprocess / predict / postprocess) --
 
@@ -173,18 +178,11 @@ class IrisModel(Model):
     def inputs_metadata(self) -> list[dict[str, Any]]:
         return [tensor_spec("features", "FP64", [-1, len(self.feature_names)])]
 
-    def outputs_metadata(self) -> list[dict[str, Any]]:
-        return [
-            tensor_spec("class", "BYTES", [-1]),
-            tensor_spec("probabilities", "FP64", [-1, len(self.class_names)]),
-        ]
-
     def metadata_parameters(self) -> dict[str, Any]:
         return {
             "artefact": self.path.name,
             "feature_names": self.feature_names,
             "class_names": self.class_names.tolist(),
-            "default_outputs": self.default_outputs,
         }
 
 

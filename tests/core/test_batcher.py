@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from modelserver.batching import Batcher, batch_key
+from modelserver.dataplane.batching import Batcher, batch_key
 from modelserver.errors import InferenceError
 
 
@@ -20,7 +20,7 @@ class Recorder:
         self.fail_on = fail_on
         self.delay = delay
 
-    def compute(self, inputs: Any, names: list[str]) -> list[tuple[str, Any]]:
+    def compute(self, inputs: Any, names: list[str]) -> dict[str, Any]:
         self.batches.append(inputs)
         values = (
             np.asarray(inputs, dtype=float)
@@ -29,7 +29,7 @@ class Recorder:
         )
         if self.fail_on is not None and (values == self.fail_on).any():
             raise ValueError("poison row")
-        return [(name, values * (i + 2)) for i, name in enumerate(names)]
+        return {name: values * (i + 2) for i, name in enumerate(names)}
 
 
 async def run_inline(fn: Any, *args: Any) -> tuple[Any, int, int]:
@@ -50,7 +50,7 @@ async def submit_all(batcher: Batcher, requests: list[tuple[Any, list[str]]]) ->
             outputs.append(result)
         else:
             assert result[1:] == (1, 2)
-            outputs.append(result[0])
+            outputs.append(list(result[0].items()))
     return outputs
 
 
@@ -123,8 +123,8 @@ def test_a_failing_batch_fails_only_its_own_requests() -> None:
 
 
 def test_outputs_without_one_row_per_input_row_fail_the_batch() -> None:
-    def compute(inputs: Any, names: list[str]) -> list[tuple[str, Any]]:
-        return [("predict", np.zeros(len(inputs) + 1))]
+    def compute(inputs: Any, names: list[str]) -> dict[str, Any]:
+        return {"predict": np.zeros(len(inputs) + 1)}
 
     async def main() -> list[Any]:
         batcher = Batcher("m", compute, run_inline, max_batch_size=8)

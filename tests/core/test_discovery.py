@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from modelserver.discovery import discover_models, find_model_file, validate_model_name
 from modelserver.errors import ModelLoadError
+from modelserver.model.discovery import discover_models, find_model_file, validate_model_name
 
 EXT = (".joblib", ".pkl", ".pickle")
 

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from modelserver.execution import FAST_STREAK, PredictRunner
+from modelserver.dataplane.execution import FAST_STREAK, PredictRunner
 
 
 def where() -> str:

@@ -17,15 +17,15 @@ from google.protobuf import descriptor_pool, json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from hypothesis import given
 from hypothesis import strategies as st
+from modelserver import protos as pb
 from modelserver.codecs import v2_grpc
-from modelserver.grpc import messages as pb
 from modelserver.types import InferResponse, Tensor
 from tritonclient.grpc import _utils as triton_grpc_utils
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gen_protos.py"
 PROTO = ROOT / "shared/core/src/modelserver/protos/grpc_predict_v2.proto"
-TARGET = ROOT / "shared/core/src/modelserver/grpc/_descriptor.py"
+TARGET = ROOT / "shared/core/src/modelserver/protos/_descriptor.py"
 
 
 def run_script(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -54,7 +54,7 @@ def test_check_detects_a_stale_descriptor(tmp_path: Path) -> None:
     proto_dir.mkdir(parents=True)
     shutil.copy(PROTO, proto_dir / PROTO.name)
     target = tmp_path / TARGET.relative_to(ROOT)
-    target.parent.mkdir(parents=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(TARGET.read_text().replace("0a", "0b", 1))
 
     stale = run_script(tmp_path, "--check")
@@ -72,15 +72,15 @@ def test_check_detects_a_stale_descriptor(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "imports",
     [
-        "import tritonclient.grpc, tritonclient.grpc.service_pb2; import modelserver.grpc.messages",
-        "import modelserver.grpc.messages; import tritonclient.grpc, tritonclient.grpc.service_pb2",
+        "import tritonclient.grpc, tritonclient.grpc.service_pb2; import modelserver.protos",
+        "import modelserver.protos; import tritonclient.grpc, tritonclient.grpc.service_pb2",
     ],
     ids=["tritonclient-first", "modelserver-first"],
 )
 def test_imports_in_either_order(imports: str) -> None:
     code = (
         f"{imports}\n"
-        "from modelserver.grpc import messages as pb\n"
+        "from modelserver import protos as pb\n"
         "from tritonclient.grpc import service_pb2 as t\n"
         "m = pb.ModelInferRequest(model_name='x')\n"
         "assert t.ModelInferRequest.FromString(m.SerializeToString()).model_name == 'x'\n"

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from modelserver.errors import InvalidInput
-from modelserver.tensor_model import Feeds, TensorModel, TensorSpec
-from modelserver.types import InferRequest, Tensor
+from modelserver import Feeds, InferRequest, InvalidInput, Tensor, TensorModel, TensorSpec
+from modelserver.dataplane.served import ServedModel, ServingOptions
 
 
 class Graph(TensorModel):
@@ -20,8 +19,10 @@ class Graph(TensorModel):
 
     def load(self) -> None:
         d = self.first_dim
-        self.input_specs = [TensorSpec("a", "FP32", (d, 2)), TensorSpec("b", "INT64", (d,))]
-        self.output_specs = [TensorSpec("sum", "FP32", (d,)), TensorSpec("prod", "FP32", (d,))]
+        self.declare(
+            [TensorSpec("a", "FP32", (d, 2)), TensorSpec("b", "INT64", (d,))],
+            [TensorSpec("sum", "FP32", (d,)), TensorSpec("prod", "FP32", (d,))],
+        )
 
     def run(self, feeds: Feeds, names: Sequence[str]) -> list[np.ndarray]:
         total = feeds["a"].sum(axis=1) + feeds["b"]
@@ -38,16 +39,15 @@ def _tensor(name: str, datatype: str, data: np.ndarray) -> Tensor:
     return Tensor(name, datatype, tuple(data.shape), data)
 
 
-def _started(first_dim: int = -1, batcher: object = None) -> Graph:
+def _started(first_dim: int = -1) -> Graph:
     model = Graph(first_dim)
-    model.batcher = batcher  # type: ignore[assignment]
-    model.start()
+    model.load()
     return model
 
 
 def test_feeds_are_cast_within_kind_and_checked() -> None:
     model = _started()
-    feeds = model.decode_inputs(
+    feeds = model.preprocess(
         _request(
             _tensor("b", "INT32", np.array([1, 2], dtype=np.int32)),
             _tensor("a", "FP64", np.ones((2, 2))),
@@ -55,7 +55,8 @@ def test_feeds_are_cast_within_kind_and_checked() -> None:
     )
     assert feeds["a"].dtype == np.float32 and feeds["b"].dtype == np.int64
     assert dict(model.compute(feeds, ["prod"]))["prod"].tolist() == [1.0, 2.0]
-    assert model.default_outputs == ["sum", "prod"]
+    assert model.outputs.defaults() == ["sum", "prod"]
+    assert [o["name"] for o in model.outputs.metadata()] == ["sum", "prod"]
 
 
 @pytest.mark.parametrize(
@@ -81,10 +82,15 @@ def test_feeds_are_cast_within_kind_and_checked() -> None:
 )
 def test_bad_feeds_are_invalid_input(tensors: list[Tensor], reason: str) -> None:
     with pytest.raises(InvalidInput, match=reason.replace("[", r"\[").replace("]", r"\]")):
-        _started().decode_inputs(_request(*tensors))
+        _started().preprocess(_request(*tensors))
 
 
 def test_batching_kept_with_a_batch_dimension_and_dropped_without() -> None:
-    sentinel = object()
-    assert _started(-1, sentinel).batcher is sentinel
-    assert _started(4, sentinel).batcher is None
+    batching = ServingOptions(max_batch_size=8)
+    with_batch_dim = ServedModel(Graph(-1), batching)
+    with_batch_dim.load()
+    assert with_batch_dim.batcher is not None
+    fixed = ServedModel(Graph(4), batching)
+    fixed.load()
+    assert fixed.batcher is None
+    assert fixed.ready

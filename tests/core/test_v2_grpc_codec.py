@@ -24,9 +24,9 @@ from codec_strategies import (
 from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from modelserver import protos as pb
 from modelserver.codecs import v2_grpc
 from modelserver.errors import InvalidInput
-from modelserver.grpc import messages as pb
 from modelserver.types import InferResponse, Tensor
 
 #: The typed field each datatype travels in, written out from the specification.

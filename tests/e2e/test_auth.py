@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from modelserver.grpc import messages as M
+from modelserver import protos as M
 from serverproc import ServerProcess, run_to_exit
 
 pytestmark = pytest.mark.e2e

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
+from modelserver import protos as pb
 from modelserver.codecs.v2_grpc import CONTENTS_FIELD
-from modelserver.grpc import messages as pb
 from serverproc import ServerProcess
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"

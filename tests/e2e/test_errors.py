@@ -27,7 +27,7 @@ import httpx
 import joblib
 import numpy as np
 import pytest
-from modelserver.grpc import messages as M
+from modelserver import protos as M
 from serverproc import ServerProcess, run_to_exit
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,7 @@ import grpc
 import httpx
 import orjson
 import pytest
-from modelserver.grpc import messages as M
+from modelserver import protos as M
 from serverproc import ServerProcess, metric, slow_server
 
 pytestmark = pytest.mark.e2e

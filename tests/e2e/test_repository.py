@@ -20,7 +20,7 @@ import httpx
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from modelserver.grpc import messages as M
+from modelserver import protos as M
 from serverproc import ServerProcess
 
 pytestmark = pytest.mark.e2e

@@ -23,7 +23,7 @@ import grpc
 import httpx
 import pytest
 import serverproc
-from modelserver.grpc import messages as M
+from modelserver import protos as M
 from serverproc import ServerProcess
 
 pytestmark = pytest.mark.e2e

@@ -49,26 +49,23 @@ class InProcessServer:
     """The real ModelServer over the real sklearnserver model, in a background thread."""
 
     def __init__(self, model_dir: Path) -> None:
-        from modelserver import cli
-        from modelserver.dataplane import DataPlane
-        from modelserver.server import ModelServer, ServerConfig
+        from modelserver.server.process import prepare_server
         from sklearnserver import SKLearnModel
 
         self.http_port, self.grpc_port = free_port(), free_port()
-        args = cli.parse_args(
+        settings = SKLearnModel.settings_class.parse(
+            [
+                "--model_name=iris",
+                f"--model_dir={model_dir}",
+                "--host=127.0.0.1",
+                f"--http_port={self.http_port}",
+                f"--grpc_port={self.grpc_port}",
+                "--grace_period=5",
+                "--log_level=warning",
+            ],
             "sklearnserver",
-            ["--model_name=iris", f"--model_dir={model_dir}", "--host=127.0.0.1"],
         )
-        repository, _executor = cli._load_models(SKLearnModel, args)
-        dataplane = DataPlane(repository, server_name="sklearnserver")
-        config = ServerConfig(
-            host="127.0.0.1",
-            http_port=self.http_port,
-            grpc_port=self.grpc_port,
-            grace_period=5.0,
-            log_level="warning",
-        )
-        self.server = ModelServer(dataplane, config)
+        self.server, _executor = prepare_server(SKLearnModel, settings)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="inprocess-server", daemon=True)
@@ -111,7 +108,7 @@ class InProcessServer:
 
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[InMemorySpanExporter]:
-    from modelserver import tracing
+    from modelserver.observability import tracing
 
     assert not tracing.enabled(), "tracing is already on in this process"
     spans = InMemorySpanExporter()

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelserver.model import Model, tensor_spec
-from modelserver.types import InferRequest
+from modelserver import InferRequest, Model, Outputs, tensor_spec
 
 
 class EchoModel(Model):
     platform = "echo"
-    dynamic_outputs = True
 
     def load(self) -> None:
         if self.model_dir is not None and (self.model_dir / "fail-to-load").exists():
             raise RuntimeError("asked to fail by the fail-to-load marker file")
+        # One output per input, named as the request names its inputs.
+        self.outputs = Outputs(dynamic=True)
 
-    def decode_inputs(self, request: InferRequest) -> dict[str, Any]:
+    def preprocess(self, request: InferRequest) -> dict[str, Any]:
         return {t.name: t.data for t in request.inputs}
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:

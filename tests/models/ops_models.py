@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from modelserver.discovery import find_model_file
-from modelserver.model import Model
+from modelserver import Model
+from modelserver.model.discovery import find_model_file
 
 _lock = threading.Lock()
 #: model name -> predict calls in this process
@@ -46,7 +46,8 @@ class CountingSlowModel(Model):
         text = marker.read_text(encoding="utf-8").strip()
         if text.startswith("fail"):
             raise RuntimeError(f"{marker.name} asks to fail: {text}")
-        self.output_methods["calls"] = self._calls
+        self.outputs.add("predict", "FP64", [-1])
+        self.outputs.add("calls", "INT64", [-1], self._calls, default=False)
 
     def predict(self, inputs: Any) -> Any:
         with _lock:

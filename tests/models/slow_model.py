@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import numpy as np
-from modelserver.model import Model
+from modelserver import Model
 
 
 class SlowModel(Model):

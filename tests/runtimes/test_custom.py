@@ -209,7 +209,7 @@ def test_v1_rows_named_rows_and_columns(
 def test_stages_match_sklearn_steps(model_dir: Path, reference: Any, rows: np.ndarray) -> None:
     """Each step on its own, in process: preprocess = scaler, predict = softmax, postprocess."""
     model = IrisModel("iris", model_dir)
-    model.start()
+    model.load()
     request = InferRequest("iris", [Tensor("features", "FP64", rows.shape, rows)])
     scaled = model.preprocess(request)
     np.testing.assert_allclose(scaled, reference.named_steps["scale"].transform(rows), rtol=1e-12)

@@ -34,6 +34,7 @@ ort = pytest.importorskip("onnxruntime")
 onnxserver_model = pytest.importorskip("onnxserver.model")
 DATATYPE_TO_ONNX = onnxserver_model.DATATYPE_TO_ONNX
 ONNXModel = onnxserver_model.ONNXModel
+ONNXSettings = onnxserver_model.ONNXSettings
 
 pytestmark = pytest.mark.e2e
 
@@ -460,8 +461,8 @@ def test_cuda_answers_match_the_cpu(samples, sessions, cuda_usable) -> None:
 
 def test_io_binding_gives_what_session_run_gives(samples) -> None:
     """The CUDA path's IO binding, run here with outputs bound in host memory."""
-    model = ONNXModel("mlp", samples["iris-mlp"], options={"device": "cpu"})
-    model.start()
+    model = ONNXModel("mlp", samples["iris-mlp"], settings=ONNXSettings(device="cpu"))
+    model.load()
     assert model.bound_device is None  # on the CPU, plain session.run
     feeds = {"features": _iris_rows(50)}
     names = ["probabilities", "logits"]

@@ -33,10 +33,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from lightgbm.basic import LightGBMError
-from modelserver import tabular
-from modelserver.errors import InvalidInput, ModelLoadError
-from modelserver.model import Model, tensor_spec
-from modelserver.tabular import align_columns, check_feature_count, is_frame
+from modelserver import InvalidInput, Model, ModelLoadError, tabular, tensor_spec
 
 logger = logging.getLogger(__name__)
 
@@ -118,24 +115,31 @@ class LightGBMModel(Model):
         self.n_features = self.booster.num_feature()
         self.feature_names: list[str] = self.booster.feature_name()
         self.categories = training_categories(self.booster)
-        self.nthread = max(int(self.options.get("nthread") or 0), 0)
+        self.nthread = self.settings.nthread
         self.predict_params = {"num_threads": self.nthread} if self.nthread else {}
-        self.output_methods["predict"] = self.predict
         self.n_classes = 0
-        if self.objective in CLASSIFIER_OBJECTIVES:
+        classifier = self.objective in CLASSIFIER_OBJECTIVES
+        if classifier:
             self.n_classes = max(self.booster.num_model_per_iteration(), 2)
-            self.output_methods.update(tabular.classifier_outputs(self.predict))
         # The shape of one row's prediction, seen rather than derived from the objective.
-        self.predict_shape = list(self.predict(np.zeros((1, self.n_features))).shape[1:])
+        predict_shape = list(self.predict(np.zeros((1, self.n_features))).shape[1:])
+        tabular.declare_outputs(
+            self.outputs,
+            self.predict,
+            "FP64",
+            predict_shape,
+            self.predict if classifier else None,
+            self.n_classes,
+        )
 
     def _features(self, inputs: Any) -> Any:
         """Rows of numbers for Booster.predict: named columns in order, categories as codes."""
-        if is_frame(inputs):
-            inputs = align_columns(self.name, inputs, self.feature_names)
-        check_feature_count(self.name, inputs, self.n_features)
-        if not is_frame(inputs) and inputs.dtype.kind in "biuf":
+        if tabular.is_frame(inputs):
+            inputs = tabular.align_columns(self.name, inputs, self.feature_names)
+        tabular.check_feature_count(self.name, inputs, self.n_features)
+        if not tabular.is_frame(inputs) and inputs.dtype.kind in "biuf":
             return inputs
-        table = inputs if is_frame(inputs) else pd.DataFrame(inputs)
+        table = inputs if tabular.is_frame(inputs) else pd.DataFrame(inputs)
         out = np.empty(table.shape, dtype=np.float64)
         for index in range(table.shape[1]):
             out[:, index] = self._column(index, table.iloc[:, index].to_numpy())
@@ -168,9 +172,6 @@ class LightGBMModel(Model):
             for index, name in enumerate(self.feature_names)
         ]
 
-    def outputs_metadata(self) -> list[dict[str, Any]]:
-        return tabular.outputs_metadata("FP64", self.predict_shape, self.n_classes)
-
     def metadata_parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {
             "objective": self.objective,
@@ -178,7 +179,6 @@ class LightGBMModel(Model):
             "n_features": self.n_features,
             # LightGBM takes threads per predict call and keeps no setting to read back.
             "num_threads": self.nthread,
-            "default_outputs": self.default_outputs,
         }
         if self.n_classes:
             params["num_class"] = self.n_classes

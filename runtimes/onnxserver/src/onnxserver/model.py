@@ -29,17 +29,15 @@ the protocol.
 
 from __future__ import annotations
 
-import argparse
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from modelserver.errors import ModelLoadError
-from modelserver.model import Model
-from modelserver.tensor_model import Feeds, TensorModel, TensorSpec
+from modelserver import Feeds, Model, ModelLoadError, Settings, TensorModel, TensorSpec, setting
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +128,24 @@ def requested_providers(ort: ModuleType, device: str, path: Path) -> list[str]:
     return [CPU]
 
 
-def session_options(ort: ModuleType, options: Mapping[str, Any]) -> Any:
+@dataclass
+class ONNXSettings(Settings):
+    """onnxserver's flags: the shared ones, the device and inter-op threads."""
+
+    device: Literal["auto", "cuda", "cpu"] = setting(
+        "auto", "where the graph runs: cuda (fail if CUDA is not in use), cpu, or auto"
+    )
+    inter_op_threads: int = setting(
+        0, "threads running independent graph branches in parallel (0: sequential)", minimum=0
+    )
+
+
+def session_options(ort: ModuleType, settings: ONNXSettings) -> Any:
     """Full graph optimisation; ``--nthread`` intra-op threads, ``--inter_op_threads``."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = max(0, int(options.get("nthread") or 0))
-    inter = max(0, int(options.get("inter_op_threads") or 0))
+    so.intra_op_num_threads = settings.nthread
+    inter = settings.inter_op_threads
     if inter:
         # Inter-op threads only run independent branches in parallel mode.
         so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
@@ -149,21 +159,8 @@ class ONNXModel(TensorModel):
     extensions = EXTENSIONS
     platform = "onnxruntime_onnx"
     server_name = "onnxserver"
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--device",
-            choices=DEVICES,
-            default="auto",
-            help="where the graph runs: cuda (fail if CUDA is not in use), cpu, or auto",
-        )
-        parser.add_argument(
-            "--inter_op_threads",
-            type=int,
-            default=0,
-            help="threads running independent graph branches in parallel (0: sequential)",
-        )
+    settings_class = ONNXSettings
+    settings: ONNXSettings
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -179,8 +176,10 @@ class ONNXModel(TensorModel):
         ort = import_onnxruntime()
         path = self.model_file()
         self.session = self._open(ort, path)
-        self.input_specs = [tensor_spec_of(a, "input", path) for a in self.session.get_inputs()]
-        self.output_specs = [tensor_spec_of(a, "output", path) for a in self.session.get_outputs()]
+        self.declare(
+            [tensor_spec_of(a, "input", path) for a in self.session.get_inputs()],
+            [tensor_spec_of(a, "output", path) for a in self.session.get_outputs()],
+        )
         self._text_inputs = tuple(s.name for s in self.input_specs if s.datatype == "BYTES")
         has_text = any(s.datatype == "BYTES" for s in (*self.input_specs, *self.output_specs))
         self.bound_device = "cuda" if CUDA in self.providers and not has_text else None
@@ -197,11 +196,11 @@ class ONNXModel(TensorModel):
 
     def _open(self, ort: ModuleType, path: Path) -> Any:
         """The session on the providers asked for, checked against those really in use."""
-        device = str(self.options.get("device") or "auto").lower()
+        device = self.settings.device
         wanted = requested_providers(ort, device, path)
         try:
             session = ort.InferenceSession(
-                str(path), sess_options=session_options(ort, self.options), providers=wanted
+                str(path), sess_options=session_options(ort, self.settings), providers=wanted
             )
         except Exception as exc:
             raise ModelLoadError(f"Cannot load {path}: {type(exc).__name__}: {exc}") from exc
@@ -246,7 +245,6 @@ class ONNXModel(TensorModel):
         return binding.copy_outputs_to_cpu()
 
     def release(self) -> None:
-        super().release()
         # Dropping the session frees its memory (on the GPU too).
         self.session = None
 

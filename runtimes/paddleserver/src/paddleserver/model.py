@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from modelserver.errors import InvalidInput, ModelLoadError
-from modelserver.tensor_model import Feeds, TensorModel, TensorSpec
+from modelserver import Feeds, InvalidInput, ModelLoadError, TensorModel, TensorSpec
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +207,10 @@ class PaddleModel(TensorModel):
         self.path = path
         self.session = Session(predictor)
         inputs, outputs = self.session.inputs, self.session.outputs
-        self.input_specs = [self._spec(n, h, shapes, path) for n, h in inputs.items()]
-        self.output_specs = [self._spec(n, h, shapes, path) for n, h in outputs.items()]
+        self.declare(
+            [self._spec(n, h, shapes, path) for n, h in inputs.items()],
+            [self._spec(n, h, shapes, path) for n, h in outputs.items()],
+        )
         n = self.cpu_threads
         threads = f" ({n} math thread{'' if n == 1 else 's'})" if n else ""
         logger.info(
@@ -239,7 +240,7 @@ class PaddleModel(TensorModel):
             config.enable_use_gpu(256, 0)  # initial memory pool (MB), device 0
             return "gpu:0", None
         config.disable_gpu()
-        nthread = int(self.options.get("nthread") or 0)
+        nthread = self.settings.nthread
         if nthread > 0:
             config.set_cpu_math_library_num_threads(nthread)
         return "cpu", config.cpu_math_library_num_threads()
@@ -285,5 +286,4 @@ class PaddleModel(TensorModel):
         return params
 
     def release(self) -> None:
-        super().release()
         self.session = None  # type: ignore[assignment]

@@ -36,10 +36,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from modelserver.errors import InvalidInput, ModelLoadError
-from modelserver.model import Model, tensor_spec
-from modelserver.tabular import align_columns, check_feature_count, is_frame
-from modelserver.types import InferRequest
+from modelserver import InferRequest, InvalidInput, Model, ModelLoadError, tabular, tensor_spec
 
 EXTENSIONS = (".pmml",)
 
@@ -127,7 +124,7 @@ class Field:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Output:
+class OutputField:
     """An output field of the PMML and the OIP datatype it is served as."""
 
     name: str
@@ -209,23 +206,24 @@ class PMMLModel(Model):
         self.scorer = self.pmml._java_model
         self.fields = _fields(self.scorer)
         self.input_names = [f.name for f in self.fields]
-        self.outputs = {
-            str(f.name): Output(str(f.name), _datatype(f.dataType)) for f in self.pmml.outputFields
+        self.output_fields = {
+            str(f.name): OutputField(str(f.name), _datatype(f.dataType))
+            for f in self.pmml.outputFields
         }
-        # Every output field is selectable by name and returned by default; the
-        # core computes them from one predict (one pmml4s call) per request.
-        self.output_names = tuple(self.outputs)
+        # Every output field is selectable by name and returned by default, all
+        # from one pmml4s call per predict (``compute``).
+        for field in self.output_fields.values():
+            self.outputs.add(field.name, field.datatype, [-1])
         self.input_errors = (*Model.input_errors, *_pmml4s_input_errors())
         self.parameters = self._describe()
 
     def release(self) -> None:
-        super().release()
         # The JVM stays: JPype cannot start a second one in this process.
         self.pmml = self.scorer = None
 
     # -- the request path --------------------------------------------------
 
-    def decode_inputs(self, request: InferRequest) -> Any:
+    def preprocess(self, request: InferRequest) -> Any:
         tensors = request.inputs
         if len(tensors) == 1:
             tensor = tensors[0]
@@ -240,18 +238,20 @@ class PMMLModel(Model):
                     f"request has only '{tensor.name}'. Send one input per field, or one "
                     f"[N, {len(self.fields)}] tensor of rows"
                 )
-        return super().decode_inputs(request)
+        return super().preprocess(request)
 
     def predict(self, inputs: Any) -> Any:
         """Every output field for ``inputs``, as a mapping of output name -> array."""
-        names = list(self.output_names)
+        return self.compute(inputs, self.outputs.names)
+
+    def compute(self, inputs: Any, names: list[str]) -> dict[str, Any]:
         return dict(zip(names, self._score(inputs, names), strict=True))
 
     def _score(self, inputs: Any, names: list[str]) -> list[np.ndarray]:
         """The outputs ``names`` for every row, in one pmml4s call."""
         matrix = self._matrix(inputs)
         if not len(matrix):
-            return [self.outputs[name].column(np.empty(0, dtype=object)) for name in names]
+            return [self.output_fields[name].column(np.empty(0, dtype=object)) for name in names]
         data = matrix.tolist() if matrix.dtype == object else np.ascontiguousarray(matrix)
         body = orjson.dumps(
             {"columns": self.input_names, "data": data}, option=orjson.OPT_SERIALIZE_NUMPY
@@ -260,17 +260,17 @@ class PMMLModel(Model):
         table = np.array(reply["data"], dtype=object).reshape(len(matrix), -1)
         self._check_rejected(table, matrix)
         position = {name: i for i, name in enumerate(reply["columns"])}
-        return [self.outputs[name].column(table[:, position[name]]) for name in names]
+        return [self.output_fields[name].column(table[:, position[name]]) for name in names]
 
     def _matrix(self, inputs: Any) -> np.ndarray:
         """The rows as one 2-D array whose columns are the active fields, in schema order."""
         width = len(self.fields)
-        if is_frame(inputs):
-            frame = align_columns(self.name, inputs, self.input_names)
-            check_feature_count(self.name, frame, width)
+        if tabular.is_frame(inputs):
+            frame = tabular.align_columns(self.name, inputs, self.input_names)
+            tabular.check_feature_count(self.name, frame, width)
             return self._stack([frame.iloc[:, i].to_numpy() for i in range(width)])
         array = np.asarray(inputs)
-        check_feature_count(self.name, array, width)
+        tabular.check_feature_count(self.name, array, width)
         if array.dtype.kind in _NUMERIC:
             return array
         return self._stack(list(array.T))
@@ -325,7 +325,6 @@ class PMMLModel(Model):
             "function_name": str(pmml.functionName),
             "input_fields": self.input_names,
             "targets": [str(t) for t in pmml.targetNames],
-            "default_outputs": self.default_outputs,
             "gateway": "jpype",
         }
         if pmml.algorithmName:
@@ -336,9 +335,6 @@ class PMMLModel(Model):
 
     def inputs_metadata(self) -> list[dict[str, Any]]:
         return [tensor_spec(f.name, f.datatype, [-1]) for f in self.fields]
-
-    def outputs_metadata(self) -> list[dict[str, Any]]:
-        return [tensor_spec(o.name, o.datatype, [-1]) for o in self.outputs.values()]
 
     def metadata_parameters(self) -> dict[str, Any]:
         return self.parameters

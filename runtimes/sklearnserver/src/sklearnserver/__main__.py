@@ -2,7 +2,7 @@
 
 import sys
 
-from modelserver.cli import run
+from modelserver import run
 
 from .model import SKLearnModel
 

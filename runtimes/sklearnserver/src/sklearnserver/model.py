@@ -1,25 +1,22 @@
 """scikit-learn runtime: an estimator or Pipeline from .pkl, .pickle or .joblib.
 
 Outputs ``predict`` (the default) and ``predict_proba`` where the estimator
-has it; KServe's ``PREDICT_PROBA`` environment variable makes probabilities
-the default. Metadata comes from the fitted estimator: feature count and
-names, class labels and output datatypes.
+has it; ``--predict_proba`` (KServe's ``PREDICT_PROBA`` environment
+variable) makes probabilities the default. Metadata comes from the fitted
+estimator: feature count and names, class labels and output datatypes.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
-from modelserver.datatypes import datatype_of
-from modelserver.errors import ModelLoadError
-from modelserver.model import Model, tensor_spec
-from modelserver.tabular import check_feature_count
+from modelserver import Model, ModelLoadError, Settings, datatype_of, setting, tabular, tensor_spec
 
 EXTENSIONS = (".joblib", ".pkl", ".pickle")
 
@@ -43,8 +40,15 @@ def _categorical_string_columns(columns: Any) -> set[str]:
     return found
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+@dataclass
+class SKLearnSettings(Settings):
+    """sklearnserver's flags: the shared ones and KServe's PREDICT_PROBA."""
+
+    predict_proba: bool = setting(
+        False,
+        "answer predict_proba instead of predict when a request names no output",
+        env="PREDICT_PROBA",
+    )
 
 
 class SKLearnModel(Model):
@@ -53,6 +57,8 @@ class SKLearnModel(Model):
     extensions = EXTENSIONS
     platform = "sklearn"
     server_name = "sklearnserver"
+    settings_class = SKLearnSettings
+    settings: SKLearnSettings
 
     def load(self) -> None:
         path = self.model_file()
@@ -68,14 +74,18 @@ class SKLearnModel(Model):
             [str(n) for n in names] if names is not None else None
         )
         self.classes = getattr(self.estimator, "classes_", None)
-        self.output_methods["predict"] = self._predict
+        label_type = "FP64"
+        if self.classes is not None:
+            label_type = datatype_of(np.asarray(self.classes).dtype)
+        self.outputs.add("predict", label_type, [-1], self._predict)
         if hasattr(self.estimator, "predict_proba"):
-            self.output_methods["predict_proba"] = self._predict_proba
-        want_proba = _env_true("PREDICT_PROBA") or bool(self.options.get("predict_proba"))
-        self.default_outputs = [
-            "predict_proba" if want_proba and "predict_proba" in self.output_methods else "predict"
-        ]
-        nthread = int(self.options.get("nthread") or 0)
+            n_classes = len(self.classes) if self.classes is not None else -1
+            self.outputs.add(
+                "predict_proba", "FP64", [-1, n_classes], self._predict_proba, default=False
+            )
+            if self.settings.predict_proba:
+                self.outputs.set_defaults(["predict_proba"])
+        nthread = self.settings.nthread
         if nthread > 0 and hasattr(self.estimator, "n_jobs"):
             self.estimator.n_jobs = nthread
 
@@ -90,7 +100,7 @@ class SKLearnModel(Model):
             raise ModelLoadError(f"Cannot read {path}: {type(exc).__name__}: {exc}") from exc
 
     def _check(self, inputs: Any) -> None:
-        check_feature_count(self.name, inputs, self.n_features)
+        tabular.check_feature_count(self.name, inputs, self.n_features)
 
     def _predict(self, inputs: Any) -> Any:
         self._check(inputs)
@@ -122,17 +132,6 @@ class SKLearnModel(Model):
         first = steps[0][1] if steps else self.estimator
         return first if hasattr(first, "transformers_") else None
 
-    def outputs_metadata(self) -> list[dict[str, Any]]:
-        outputs = []
-        label_type = "FP64"
-        if self.classes is not None:
-            label_type = datatype_of(np.asarray(self.classes).dtype)
-        outputs.append(tensor_spec("predict", label_type, [-1]))
-        if "predict_proba" in self.output_methods:
-            n_classes = len(self.classes) if self.classes is not None else -1
-            outputs.append(tensor_spec("predict_proba", "FP64", [-1, n_classes]))
-        return outputs
-
     def metadata_parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {"estimator": type(self.estimator).__name__}
         if self.n_features is not None:
@@ -141,5 +140,4 @@ class SKLearnModel(Model):
             params["feature_names"] = self.feature_names
         if self.classes is not None:
             params["classes"] = np.asarray(self.classes).tolist()
-        params["default_outputs"] = self.default_outputs
         return params

@@ -31,9 +31,7 @@ from typing import Any
 
 import numpy as np
 import xgboost as xgb
-from modelserver import tabular
-from modelserver.errors import ModelLoadError
-from modelserver.model import Model, tensor_spec
+from modelserver import Model, ModelLoadError, tabular, tensor_spec
 from xgboost.core import XGBoostError
 
 EXTENSIONS = (".json", ".ubj", ".bst")
@@ -124,19 +122,26 @@ class XGBoostModel(Model):
 
     def load(self) -> None:
         path = self.model_file()
-        self.booster = read_booster(path, int(self.options.get("nthread") or 0))
+        self.booster = read_booster(path, self.settings.nthread)
         learner = json.loads(self.booster.save_config())["learner"]
         self.objective: str = learner["objective"]["name"]
         self.nthread = int(learner["generic_param"]["nthread"])
         self.n_features = self.booster.num_features()
         self.feature_names: list[str] | None = self.booster.feature_names
-        self.output_methods["predict"] = self.predict
         self.n_classes = 0
-        if self.objective in PROBABILITY_OBJECTIVES or self.objective == SOFTMAX:
+        classifier = self.objective in PROBABILITY_OBJECTIVES or self.objective == SOFTMAX
+        if classifier:
             self.n_classes = max(int(learner["learner_model_param"]["num_class"]), 2)
-            self.output_methods.update(tabular.classifier_outputs(self._probabilities))
         # The shape of one row's prediction, seen rather than derived from the objective.
-        self.predict_shape = list(self._inplace(np.zeros((1, self.n_features))).shape[1:])
+        predict_shape = list(self._inplace(np.zeros((1, self.n_features))).shape[1:])
+        tabular.declare_outputs(
+            self.outputs,
+            self.predict,
+            "FP32",
+            predict_shape,
+            self._probabilities if classifier else None,
+            self.n_classes,
+        )
 
     # -- predict ---------------------------------------------------------------
 
@@ -164,9 +169,6 @@ class XGBoostModel(Model):
         # XGBoost computes in float32; FP64 and integer requests are accepted too.
         return [tensor_spec("input-0", "FP32", [-1, self.n_features])]
 
-    def outputs_metadata(self) -> list[dict[str, Any]]:
-        return tabular.outputs_metadata("FP32", self.predict_shape, self.n_classes)
-
     def metadata_parameters(self) -> dict[str, Any]:
         # nthread as the booster reports it: what --nthread actually set.
         params: dict[str, Any] = {"objective": self.objective, "nthread": self.nthread}
@@ -175,5 +177,4 @@ class XGBoostModel(Model):
         params["n_features"] = self.n_features
         if self.feature_names is not None:
             params["feature_names"] = self.feature_names
-        params["default_outputs"] = self.default_outputs
         return params

@@ -1,10 +1,73 @@
 """modelserver: the shared serving core of the per-framework runtimes.
 
-A runtime subclasses :class:`modelserver.model.Model` and calls
-:func:`modelserver.cli.run`; everything else (protocols, server, lifecycle)
-lives here.
+Everything a runtime or a custom model needs is importable from here::
+
+    from modelserver import Model, run
+
+    class MyModel(Model):
+        def load(self) -> None: ...
+        def predict(self, inputs): ...
+
+    if __name__ == "__main__":
+        raise SystemExit(run(MyModel))
+
+The layers below (``protocol``, ``codecs``, ``dataplane``, ``server``) are
+the server's own; their names may change between releases.
 """
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from .datatypes import datatype_of, dtype_of
+from .errors import (
+    InferenceError,
+    InvalidInput,
+    ModelLoadError,
+    ModelNotFound,
+    ModelNotReady,
+    ModelServerError,
+)
+from .model import tabular
+from .model.base import Model
+from .model.discovery import find_model_file
+from .model.inputs import ModelInput, as_column, dataframe, default_inputs, strings, tensor_spec
+from .model.outputs import Output, Outputs
+from .model.tensor import Feeds, TensorModel, TensorSpec, specs_from
+from .server.cli import run
+from .settings import Settings, setting
+from .types import InferRequest, InferResponse, RequestedOutput, Tensor
+
+__all__ = [
+    "Feeds",
+    "InferRequest",
+    "InferResponse",
+    "InferenceError",
+    "InvalidInput",
+    "Model",
+    "ModelInput",
+    "ModelLoadError",
+    "ModelNotFound",
+    "ModelNotReady",
+    "ModelServerError",
+    "Output",
+    "Outputs",
+    "RequestedOutput",
+    "Settings",
+    "Tensor",
+    "TensorModel",
+    "TensorSpec",
+    "__version__",
+    "as_column",
+    "dataframe",
+    "datatype_of",
+    "default_inputs",
+    "dtype_of",
+    "find_model_file",
+    "run",
+    "setting",
+    "specs_from",
+    "strings",
+    "tabular",
+    "tensor_spec",
+]

@@ -1,6 +1,6 @@
 """``python -m modelserver --model_class module:Class``: serve a custom Model subclass."""
 
-from .cli import main
+from .server.cli import main
 
 if __name__ == "__main__":
     main()

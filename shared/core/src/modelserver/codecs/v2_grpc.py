@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import protos as pb
 from ..datatypes import DATATYPE_TO_DTYPE
 from ..errors import InvalidInput
-from ..grpc import messages as pb
 from ..types import InferRequest, InferResponse, RequestedOutput, Tensor
 from .tensor_data import array_from_raw, array_to_raw, check_datatype, check_shape
 

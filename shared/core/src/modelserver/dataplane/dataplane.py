@@ -15,12 +15,13 @@ from typing import Any
 
 import orjson
 
-from . import __version__
-from .errors import InvalidInput, ModelLoadError, ModelServerError
-from .model import Model
+from .. import __version__
+from ..errors import InvalidInput, ModelLoadError, ModelServerError
+from ..types import InferRequest, InferResponse
+from .context import RequestContext
 from .payload_logging import PayloadLogger
 from .repository import ModelRepository
-from .types import InferRequest, InferResponse
+from .served import ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class DataPlane:
 
     # -- metadata -----------------------------------------------------------
 
-    def model(self, name: str, version: str | None = None) -> Model:
+    def model(self, name: str, version: str | None = None) -> ServedModel:
         return self.repository.get(name, version)
 
     def model_metadata_json(self, name: str, version: str | None = None) -> bytes:
@@ -88,17 +89,17 @@ class DataPlane:
 
     # -- inference ------------------------------------------------------------
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    async def infer(self, request: InferRequest, ctx: RequestContext) -> InferResponse:
         model = self.repository.get_ready(request.model_name, request.model_version)
         payload_logger = self.payload_logger
         if payload_logger is None:
-            return await model.infer(request)
+            return await model.infer(request, ctx)
         if request.id is None:
             # Ties the request and response events together; a counter under a
             # per-process random prefix costs no system call per request.
             request.id = f"{_ID_PREFIX}-{next(_ids)}"
         payload_logger.record_request(request)
-        response = await model.infer(request)
+        response = await model.infer(request, ctx)
         payload_logger.record_response(request, response)
         return response
 
@@ -129,7 +130,7 @@ class DataPlane:
         await self.repository.unload(name)
 
 
-def _metadata(model: Model) -> dict[str, Any]:
+def _metadata(model: ServedModel) -> dict[str, Any]:
     """A model's metadata; a runtime that fails to describe itself still gets an answer."""
     try:
         return model.metadata()

@@ -17,13 +17,14 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from .. import metrics, tracing
-from ..codecs import v2_grpc
-from ..dataplane import DataPlane
-from ..errors import InvalidInput, ModelServerError
-from ..gate import UNKNOWN_MODEL, InferenceGate
-from ..policy import RequestPolicy
-from . import messages as pb
+from ... import protos as pb
+from ...codecs import v2_grpc
+from ...dataplane.context import RequestContext
+from ...dataplane.dataplane import DataPlane
+from ...dataplane.gate import UNKNOWN_MODEL, InferenceGate
+from ...dataplane.policy import RequestPolicy
+from ...errors import InvalidInput, ModelServerError
+from ...observability import metrics, tracing
 
 logger = logging.getLogger("modelserver.grpc")
 
@@ -61,9 +62,7 @@ def _guarded(method: str, fn: Handler, request_cls: Any, policy: RequestPolicy) 
                 raise InvalidInput(f"Malformed {request_cls.__name__} message: {exc}") from None
             return await fn(request, context)
         except ModelServerError as exc:
-            level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
-            logger.log(level, "%s -> %s: %s", method, exc.grpc_status.name, exc.message)
-            await context.abort(exc.grpc_status, exc.message)
+            await abort_with(context, method, exc)
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
@@ -73,6 +72,18 @@ def _guarded(method: str, fn: Handler, request_cls: Any, policy: RequestPolicy) 
             )
 
     return wrapper
+
+
+def status_of(exc: ModelServerError) -> grpc.StatusCode:
+    """The gRPC status of one of our errors (each names its code)."""
+    return grpc.StatusCode[exc.grpc_code]
+
+
+async def abort_with(context: grpc.aio.ServicerContext, method: str, exc: ModelServerError) -> None:
+    """The one mapping from an error to its gRPC answer, logged by severity."""
+    level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
+    logger.log(level, "%s -> %s: %s", method, exc.grpc_code, exc.message)
+    await context.abort(status_of(exc), exc.message)
 
 
 def _authorization(context: grpc.aio.ServicerContext) -> str | None:
@@ -122,21 +133,21 @@ class InferenceServicer:
         remaining = context.time_remaining()
         return await self.gate.serve(
             request.model_name,
-            "v2-grpc",
-            lambda: self._infer(request),
+            RequestContext("v2-grpc"),
+            functools.partial(self._infer, request),
             grpc_status=True,
             deadline_s=remaining,
             headers=_metadata(context) if tracing.enabled() else (),
         )
 
-    async def _infer(self, request: Any) -> Any:
+    async def _infer(self, request: Any, ctx: RequestContext) -> Any:
         self.dataplane.repository.get_ready(request.model_name, request.model_version or None)
-        trace = tracing.current.get()
+        trace = ctx.trace
         t0 = time.time_ns() if trace is not None else 0
         infer_request = v2_grpc.decode_infer_request(request)
         if trace is not None:
             trace.phase("decode", t0, time.time_ns())
-        response = await self.dataplane.infer(infer_request)
+        response = await self.dataplane.infer(infer_request, ctx)
         t2 = time.time_ns() if trace is not None else 0
         out = v2_grpc.encode_infer_response(response, raw=bool(request.raw_input_contents))
         if trace is not None:

@@ -1,8 +1,10 @@
 """The wrapper around every inference, REST or gRPC: admission, timeout, metrics, trace.
 
 One place decides what happens around a request so both transports count,
-limit and trace the same way. With every feature off it adds a counter
-increment, two clock reads and one histogram observation.
+limit and trace the same way, and it builds the request's context that the
+pipeline reads (whether a time limit applies, the trace, how to notice the
+client leaving). With every feature off it adds a counter increment, two
+clock reads and one histogram observation.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from . import metrics, tracing
-from .errors import ModelServerError
+from ..errors import ModelServerError
+from ..observability import metrics, tracing
+from .context import RequestContext
 from .policy import RequestPolicy
 from .repository import ModelRepository
 
@@ -34,14 +37,14 @@ class InferenceGate:
     async def serve(
         self,
         model_name: str,
-        protocol: str,
-        work: Callable[[], Awaitable[T]],
+        ctx: RequestContext,
+        work: Callable[[RequestContext], Awaitable[T]],
         *,
         grpc_status: bool = False,
         deadline_s: float | None = None,
         headers: Iterable[tuple[str | bytes, str | bytes]] = (),
     ) -> T:
-        """Run ``work`` for one inference; errors propagate after being counted."""
+        """Run ``work(ctx)`` for one inference; errors propagate after being counted."""
         if self.record_metrics:
             label = model_name if model_name in self.repository.models else UNKNOWN_MODEL
             model_metrics: metrics.ModelMetrics | None = metrics.for_model(label)
@@ -49,10 +52,11 @@ class InferenceGate:
         else:
             model_metrics = None
         trace = (
-            tracing.begin(headers, model=model_name, protocol=protocol)
+            tracing.begin(headers, model=model_name, protocol=ctx.protocol)
             if tracing.enabled()
             else None
         )
+        ctx.trace = trace
         start = time.perf_counter()
         status: int | str = "OK" if grpc_status else 200
         error: str | None = None
@@ -61,9 +65,11 @@ class InferenceGate:
         try:
             policy.admit()
             admitted = True
-            return await policy.bounded(work(), deadline_s)
+            limit = policy.limit(deadline_s)
+            ctx.limited = limit is not None
+            return await policy.bounded(work(ctx), limit)
         except ModelServerError as exc:
-            status = exc.grpc_status.name if grpc_status else exc.http_status
+            status = exc.grpc_code if grpc_status else exc.http_status
             error = exc.message
             raise
         except BaseException as exc:
@@ -75,6 +81,6 @@ class InferenceGate:
                 policy.release()
             if model_metrics is not None:
                 metrics.INFLIGHT.dec()
-                model_metrics.request(protocol, status, time.perf_counter() - start)
+                model_metrics.request(ctx.protocol, status, time.perf_counter() - start)
             if trace is not None:
                 trace.finish(status, error)

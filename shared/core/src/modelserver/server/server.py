@@ -14,47 +14,21 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import grpc
 import uvicorn
 
-from . import tracing
-from .dataplane import DataPlane
-from .gate import InferenceGate
-from .grpc.servicer import generic_handler
-from .payload_logging import PayloadLogger
-from .policy import RequestPolicy
-from .rest.app import create_asgi_app
-from .rest.fastpath import is_probe
+from ..dataplane.dataplane import DataPlane
+from ..dataplane.gate import InferenceGate
+from ..dataplane.payload_logging import PayloadLogger
+from ..dataplane.policy import RequestPolicy
+from ..observability import tracing
+from ..protocol.grpc.servicer import generic_handler
+from ..protocol.rest.app import RestApp
+from ..protocol.rest.routes import is_probe
+from ..settings import Settings
 
 logger = logging.getLogger("modelserver")
-
-
-@dataclass
-class ServerConfig:
-    """What the server listens on and how; filled from the CLI."""
-
-    host: str = "0.0.0.0"
-    http_port: int = 8080
-    grpc_port: int = 8081
-    enable_grpc: bool = True
-    grpc_max_message_length: int = 100 * 1024 * 1024
-    max_body_size: int = 100 * 1024 * 1024
-    grace_period: float = 30.0
-    reuse_port: bool = False
-    enable_docs_url: bool = False
-    access_log: bool = False
-    access_log_probes: bool = False
-    log_level: str = "info"
-    auth_tokens: list[bytes] = field(default_factory=list)
-    max_concurrent_requests: int = 0
-    request_timeout: float = 0.0
-    logger_url: str | None = None
-    logger_mode: str = "all"
-    logger_queue_size: int = 1024
-    otel_endpoint: str | None = None
-    enable_metrics: bool = True
 
 
 def _skip_probes(record: logging.LogRecord) -> bool:
@@ -73,26 +47,23 @@ class _UvicornServer(uvicorn.Server):
         yield
 
 
-def _http_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
 class ModelServer:
     """Serves one data plane over REST and gRPC until told to stop."""
 
-    def __init__(self, dataplane: DataPlane, config: ServerConfig):
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        config: Settings,
+        http_socket: socket.socket,
+        auth_tokens: list[bytes] | None = None,
+        reuse_port: bool = False,
+    ) -> None:
         self.dataplane = dataplane
         self.config = config
+        self.http_socket = http_socket
+        self.reuse_port = reuse_port
         self.policy = RequestPolicy(
-            config.auth_tokens, config.max_concurrent_requests, config.request_timeout
+            auth_tokens or [], config.max_concurrent_requests, config.request_timeout
         )
         self.gate = InferenceGate(dataplane.repository, self.policy, config.enable_metrics)
         self._http: _UvicornServer | None = None
@@ -105,15 +76,19 @@ class ModelServer:
         options = [
             ("grpc.max_send_message_length", cfg.grpc_max_message_length),
             ("grpc.max_receive_message_length", cfg.grpc_max_message_length),
-            ("grpc.so_reuseport", 1 if cfg.reuse_port else 0),
+            ("grpc.so_reuseport", 1 if self.reuse_port else 0),
         ]
         server = grpc.aio.server(options=options)
         server.add_generic_rpc_handlers((generic_handler(self.dataplane, self.gate),))
         address = (
             f"[{cfg.host}]:{cfg.grpc_port}" if ":" in cfg.host else f"{cfg.host}:{cfg.grpc_port}"
         )
-        if server.add_insecure_port(address) == 0:
-            raise OSError(f"cannot bind gRPC port {address}")
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(f"cannot bind gRPC port {address} (--grpc_port or GRPC_PORT)")
         await server.start()
         return server
 
@@ -145,8 +120,9 @@ class ModelServer:
             self.dataplane.payload_logger.start()
         if cfg.access_log and not cfg.access_log_probes:
             logging.getLogger("uvicorn.access").addFilter(_skip_probes)
-        app = create_asgi_app(self.dataplane, self.gate, cfg.max_body_size, cfg.enable_docs_url)
-        sock = _http_socket(cfg.host, cfg.http_port, cfg.reuse_port)
+        app = RestApp(self.dataplane, self.gate, cfg.max_body_size, cfg.enable_docs_url)
+        sock = self.http_socket
+        sock.listen(2048)
         if cfg.enable_grpc:
             self._grpc = await self._start_grpc()
         uv_config = uvicorn.Config(

@@ -15,19 +15,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .errors import InferenceError
+from ..errors import InferenceError
 
 logger = logging.getLogger(__name__)
 
-Compute = Callable[[Any, list[str]], list[tuple[str, Any]]]
+Compute = Callable[[Any, list[str]], Mapping[str, Any]]
 #: A request's outputs, with the batch's predict start and end (epoch ns).
-Batched = tuple[list[tuple[str, Any]], int, int]
+Batched = tuple[dict[str, Any], int, int]
 Runner = Callable[..., Any]
 
 
@@ -181,12 +181,10 @@ class Batcher:
                 item.future.set_result((outputs, start_ns, end_ns))
 
 
-def _split(
-    results: list[tuple[str, Any]], counts: list[int], total: int
-) -> list[list[tuple[str, Any]]]:
+def _split(results: Mapping[str, Any], counts: list[int], total: int) -> list[dict[str, Any]]:
     """Cut every output of a batch into each request's rows, in order."""
     arrays = []
-    for name, value in results:
+    for name, value in results.items():
         if hasattr(value, "to_numpy"):
             value = value.to_numpy()
         arr = np.asarray(value)
@@ -196,10 +194,10 @@ def _split(
                 "a batched model must return one row per input row"
             )
         arrays.append((name, arr))
-    out: list[list[tuple[str, Any]]] = []
+    out: list[dict[str, Any]] = []
     start = 0
     for count in counts:
         end = start + count
-        out.append([(name, arr[start:end]) for name, arr in arrays])
+        out.append({name: arr[start:end] for name, arr in arrays})
         start = end
     return out

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput
-from .model import tensor_spec
+from ..errors import InvalidInput
+from .outputs import Outputs
 
 #: numpy kinds a tree or linear model takes as features: bool, integers, floats.
 NUMERIC_KINDS = "biuf"
@@ -109,24 +109,35 @@ def numeric_rows(model: str, inputs: Any, names: Sequence[str] | None, expected:
     return inputs
 
 
-def classifier_outputs(probabilities: Callable[[Any], Any]) -> dict[str, Callable[[Any], Any]]:
-    """``predict_proba`` ([N, C], binary as two columns) and ``predict_label`` (INT64 index).
+def declare_outputs(
+    outputs: Outputs,
+    predict: Callable[[Any], Any],
+    datatype: str,
+    predict_shape: Sequence[int],
+    probabilities: Callable[[Any], Any] | None = None,
+    n_classes: int = 0,
+) -> None:
+    """A table model's outputs: ``predict`` and, for a classifier, two more.
 
-    Both from one function giving a classifier's probabilities; a runtime adds
-    them to its ``output_methods``.
+    ``predict`` (the default) is the framework's own prediction, with rows of
+    ``predict_shape``. A classifier (``probabilities`` given) also offers
+    ``predict_proba`` ([N, C], a binary model's P(1) as two columns) and
+    ``predict_label`` (the class index, INT64), both from ``probabilities``.
     """
-    return {
-        "predict_proba": lambda inputs: binary_to_two_columns(probabilities(inputs)),
-        "predict_label": lambda inputs: labels_from_probabilities(probabilities(inputs)),
-    }
-
-
-def outputs_metadata(
-    datatype: str, predict_shape: Sequence[int], n_classes: int
-) -> list[dict[str, Any]]:
-    """Metadata of ``predict`` and, for a classifier (``n_classes`` > 0), of the two above."""
-    outputs = [tensor_spec("predict", datatype, [-1, *predict_shape])]
-    if n_classes:
-        outputs.append(tensor_spec("predict_proba", datatype, [-1, n_classes]))
-        outputs.append(tensor_spec("predict_label", "INT64", [-1]))
-    return outputs
+    outputs.add("predict", datatype, [-1, *predict_shape], predict)
+    if probabilities is None:
+        return
+    outputs.add(
+        "predict_proba",
+        datatype,
+        [-1, n_classes],
+        lambda inputs: binary_to_two_columns(probabilities(inputs)),
+        default=False,
+    )
+    outputs.add(
+        "predict_label",
+        "INT64",
+        [-1],
+        lambda inputs: labels_from_probabilities(probabilities(inputs)),
+        default=False,
+    )

@@ -7,7 +7,6 @@ timeout, ``admit`` is two comparisons and ``bounded`` awaits the call as is.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hmac
 import logging
 import os
@@ -15,11 +14,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import DeadlineExceeded, ServerBusy, Unauthenticated
-
-#: True while the current request has a time limit: predict must then run
-#: where the limit can interrupt the wait (the pool), never inline.
-limited: contextvars.ContextVar[bool] = contextvars.ContextVar("modelserver_limited", default=False)
+from ..errors import DeadlineExceeded, ServerBusy, Unauthenticated
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +88,18 @@ class RequestPolicy:
     def release(self) -> None:
         self.inflight -= 1
 
-    async def bounded(self, work: Awaitable[T], deadline_s: float | None = None) -> T:
-        """Await ``work`` within the configured timeout (or a shorter client deadline)."""
+    def limit(self, deadline_s: float | None = None) -> float | None:
+        """The request's time limit: the configured timeout or a shorter client deadline."""
         limit = self.timeout_s or None
         if deadline_s is not None and deadline_s > 0:
             limit = deadline_s if limit is None else min(limit, deadline_s)
+        return limit
+
+    @staticmethod
+    async def bounded(work: Awaitable[T], limit: float | None) -> T:
+        """Await ``work`` within ``limit`` seconds (None: no limit); 504 past it."""
         if limit is None:
             return await work
-        limited.set(True)
         try:
             return await asyncio.wait_for(work, limit)
         except TimeoutError:

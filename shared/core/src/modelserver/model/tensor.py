@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from .datatypes import dtype_of
-from .errors import InvalidInput
-from .model import Model, tensor_spec
-from .types import InferRequest, Tensor
+from ..datatypes import dtype_of
+from ..errors import InvalidInput
+from ..types import InferRequest, Tensor
+from .base import Model
+from .inputs import tensor_spec
 
 Feeds = dict[str, np.ndarray]
 
@@ -91,8 +92,8 @@ def _convert(spec: TensorSpec, tensor: Tensor, model: str) -> np.ndarray:
 class TensorModel(Model):
     """Base of runtimes whose model is a graph of named tensors.
 
-    ``load`` must fill ``input_specs`` and ``output_specs``; ``run`` computes
-    the named outputs from the matched feeds.
+    ``load`` ends with ``declare(inputs, outputs)``; ``run`` computes the
+    named outputs from the matched feeds in one framework call.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -104,38 +105,36 @@ class TensorModel(Model):
     def run(self, feeds: Feeds, names: Sequence[str]) -> Sequence[Any]:
         """The outputs ``names``, in that order, for ``feeds`` (one framework call)."""
 
-    def start(self) -> None:
-        super().start()
-        names = [spec.name for spec in self.output_specs]
-        self.default_outputs = names
-        # Every output is selectable by name; compute() runs them together.
-        self.output_methods = {name: self._single(name) for name in names}
-        if self.batcher is not None and not self._batchable():
-            logger.warning(
-                "model %s: adaptive batching is off; not every input and output has a "
-                "dynamic first (batch) dimension",
-                self.name,
-            )
-            self.batcher = None
+    def declare(self, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> None:
+        """Record the graph's inputs and outputs: every output selectable, all the default.
 
-    def _batchable(self) -> bool:
-        """Requests can be stacked only when every tensor's first dimension is the batch."""
-        return all(
+        Requests can be stacked into one call only when every tensor's first
+        dimension is the batch (dynamic); otherwise the model is not batched.
+        """
+        self.input_specs = list(inputs)
+        self.output_specs = list(outputs)
+        self.outputs.clear()
+        for spec in self.output_specs:
+            self.outputs.add(spec.name, spec.datatype, spec.shape)
+        self.batchable = all(
             spec.shape and spec.shape[0] == -1 for spec in self.input_specs + self.output_specs
         )
-
-    def _single(self, name: str) -> Any:
-        return lambda feeds: self.run(feeds, [name])[0]
+        if not self.batchable:
+            logger.info(
+                "model %s cannot be batched: not every input and output has a dynamic first "
+                "(batch) dimension",
+                self.name,
+            )
 
     def predict(self, inputs: Feeds) -> Any:
         """All outputs for ``inputs``, as a mapping (used by custom callers)."""
         names = [spec.name for spec in self.output_specs]
         return dict(zip(names, self.run(inputs, names), strict=True))
 
-    def compute(self, inputs: Feeds, names: list[str]) -> list[tuple[str, Any]]:
-        return list(zip(names, self.run(inputs, names), strict=True))
+    def compute(self, inputs: Feeds, names: list[str]) -> dict[str, Any]:
+        return dict(zip(names, self.run(inputs, names), strict=True))
 
-    def decode_inputs(self, request: InferRequest) -> Feeds:
+    def preprocess(self, request: InferRequest) -> Feeds:
         specs = {spec.name: spec for spec in self.input_specs}
         tensors = request.inputs
         if len(tensors) == 1 and len(specs) == 1 and tensors[0].name not in specs:
@@ -159,9 +158,6 @@ class TensorModel(Model):
 
     def inputs_metadata(self) -> list[dict[str, Any]]:
         return [spec.metadata() for spec in self.input_specs]
-
-    def outputs_metadata(self) -> list[dict[str, Any]]:
-        return [spec.metadata() for spec in self.output_specs]
 
 
 def specs_from(pairs: Mapping[str, tuple[str, Sequence[int | None]]]) -> list[TensorSpec]:

@@ -19,9 +19,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from .codecs.v2_rest import encode_infer_request_json, encode_infer_response
-from .metrics import LOGGER_EVENTS
-from .types import InferRequest, InferResponse
+from ..codecs.v2_rest import encode_infer_request_json, encode_infer_response
+from ..observability.metrics import LOGGER_EVENTS
+from ..types import InferRequest, InferResponse
 
 logger = logging.getLogger(__name__)
 

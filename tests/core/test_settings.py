@@ -1,25 +1,44 @@
-"""The shared command line: KServe's flags, environment fallbacks, unknown flags."""
+"""Settings declared once: KServe's flags, environment fallbacks, unknown flags, help."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
+from typing import Literal
 
 import pytest
-from modelserver.cli import build_parser, parse_args, str2bool
+from modelserver import Settings, setting
+from modelserver.settings import str2bool
+
+
+@dataclasses.dataclass
+class RuntimeSettings(Settings):
+    """A runtime's own flags, declared the way runtimes declare them."""
+
+    my_option: int = setting(3, "an int option", minimum=0)
+    renamed: str = setting("a", "read from another variable", env="CUSTOM_VAR")
+    flag: bool = setting(False, "a switch")
+    mode: Literal["fast", "slow"] = setting("fast", "a choice")
+    no_env: str | None = setting(None, "no variable", env=False)
+
+
+def parse_args(prog: str, argv: list[str] | None, cls: type[Settings] = Settings) -> Settings:
+    return cls.parse(argv, prog)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    return Settings.parser(prog)
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No variable a flag could fall back to leaks in from the caller's environment."""
-
-    def add_custom(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--my_option")
-
-    for action in build_parser("x", add_custom)._actions:
-        monkeypatch.delenv(action.dest.upper(), raising=False)
-    monkeypatch.delenv("CUSTOM_VAR", raising=False)
+    for field, _, _ in RuntimeSettings.fields():
+        monkeypatch.delenv(field.name.upper(), raising=False)
+    for var in ("CUSTOM_VAR", "NO_ENV", "PROTOCOL", "MAX_ASYNCIO_WORKERS"):
+        monkeypatch.delenv(var, raising=False)
 
 
 def test_defaults() -> None:
@@ -74,8 +93,9 @@ def test_kserve_runtime_command_line() -> None:
     assert (args.http_port, args.grpc_port) == (8080, 8081)
     assert args.workers == 2
     assert args.nthread == 4
-    assert args.max_asyncio_workers == "8"
-    assert args.protocol == "v2"
+    # KServe's own flags are accepted and change nothing.
+    assert not hasattr(args, "max_asyncio_workers")
+    assert not hasattr(args, "protocol")
 
 
 def test_space_separated_and_dashed_spellings() -> None:
@@ -160,8 +180,8 @@ def test_compatibility_flags_do_not_read_the_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("PROTOCOL", "v1")
     monkeypatch.setenv("MAX_ASYNCIO_WORKERS", "3")
     args = parse_args("x", [])
-    assert args.protocol is None
-    assert args.max_asyncio_workers is None
+    assert not hasattr(args, "protocol")
+    assert args == Settings()
 
 
 @pytest.mark.parametrize(
@@ -174,6 +194,8 @@ def test_compatibility_flags_do_not_read_the_environment(monkeypatch: pytest.Mon
         ["--log_level=verbose"],
         ["--predict_executor=gpu"],
         ["--grace_period=soon"],
+        ["--max_body_size=0"],
+        ["--grace_period=-1"],
     ],
 )
 def test_bad_values_exit_with_usage_error(argv: list[str], capsys: pytest.CaptureFixture) -> None:
@@ -192,26 +214,102 @@ def test_bad_environment_values_exit(monkeypatch: pytest.MonkeyPatch, var: str, 
 
 
 def test_help_names_the_environment_variables() -> None:
-    text = build_parser("prog").format_help()
+    text = " ".join(build_parser("prog").format_help().split())
     assert "[env HTTP_PORT]" in text
     assert "[env MODEL_NAME]" in text
     assert "--max_asyncio_workers" not in text  # accepted, but not advertised
 
 
-def test_runtime_arguments_get_environment_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    def add(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--my_option", default=3, help="h")
-        parser.add_argument("--renamed", default="a", env="CUSTOM_VAR")
-        parser.add_argument("--flag", action="store_true")
-
+def test_runtime_settings_get_environment_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_OPTION", "7")
     monkeypatch.setenv("CUSTOM_VAR", "b")
-    monkeypatch.setenv("FLAG", "1")  # a flag without a value ignores its variable
-    args = parse_args("x", [], add)
-    assert args.my_option == 7  # an int default makes the variable an int
-    assert args.renamed == "b"
-    assert args.flag is False
-    assert parse_args("x", ["--flag", "--my_option=9"], add).my_option == 9
+    monkeypatch.setenv("FLAG", "1")
+    monkeypatch.setenv("MODE", "slow")
+    monkeypatch.setenv("NO_ENV", "ignored")
+    args = parse_args("x", [], RuntimeSettings)
+    assert isinstance(args, RuntimeSettings)
+    assert (args.my_option, args.renamed, args.flag, args.mode) == (7, "b", True, "slow")
+    assert args.no_env is None
+    args = parse_args("x", ["--flag=false", "--my_option=9", "--no_env=x"], RuntimeSettings)
+    assert (args.my_option, args.flag, args.no_env) == (9, False, "x")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--flag"], True),
+        (["--flag", "--my_option=1"], True),
+        (["--flag=true"], True),
+        (["--flag=False"], False),
+        (["--flag", "false"], False),
+        (["--flag", "0", "--my_option", "1"], False),
+        ([], False),
+    ],
+)
+def test_booleans_are_switches_and_take_values(argv: list[str], expected: bool) -> None:
+    assert parse_args("x", argv, RuntimeSettings).flag is expected  # type: ignore[attr-defined]
+
+
+def test_kserve_boolean_spellings() -> None:
+    assert parse_args("x", ["--enable_grpc=false"]).enable_grpc is False
+    assert parse_args("x", ["--enable_grpc", "False"]).enable_grpc is False
+    assert parse_args("x", ["--access_log"]).access_log is True
+
+
+def test_help_shows_defaults_and_variables() -> None:
+    text = " ".join(RuntimeSettings.parser("prog").format_help().split())
+    assert "(default: 3) [env MY_OPTION]" in text
+    assert "[env CUSTOM_VAR]" in text
+    assert "[env NO_ENV]" not in text
+    assert "(default: 8080) [env HTTP_PORT]" in text
+
+
+def test_every_advertised_variable_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    """-h promises an env variable for each flag; each one really sets its flag."""
+    text = " ".join(RuntimeSettings.parser("prog").format_help().split())
+    for field, flag, _hint in RuntimeSettings.fields():
+        var = flag.env if isinstance(flag.env, str) else field.name.upper()
+        if not flag.env:
+            assert f"[env {var}]" not in text
+            continue
+        assert f"[env {var}]" in text, field.name
+        default = getattr(RuntimeSettings(), field.name)
+        if isinstance(default, bool):
+            raw, want = ("false", False) if default else ("true", True)
+        elif isinstance(default, int):
+            raw, want = str(default + 3), default + 3
+        elif isinstance(default, float):
+            raw, want = str(default + 1.5), default + 1.5
+        elif field.name == "mode":
+            raw, want = "slow", "slow"
+        elif field.name == "predict_executor":
+            raw, want = "thread", "thread"
+        elif field.name in ("log_level",):
+            raw, want = "debug", "debug"
+        elif field.name == "log_format":
+            raw, want = "json", "json"
+        elif field.name == "logger_mode":
+            raw, want = "request", "request"
+        else:
+            raw, want = "value-from-env", "value-from-env"
+        monkeypatch.setenv(var, raw)
+        assert getattr(parse_args("x", [], RuntimeSettings), field.name) == want, var
+        monkeypatch.delenv(var)
+
+
+def test_runtime_settings_of_every_runtime_parse_their_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from onnxserver.model import ONNXModel
+    from sklearnserver.model import SKLearnModel
+
+    monkeypatch.setenv("PREDICT_PROBA", "true")
+    monkeypatch.setenv("DEVICE", "cpu")
+    monkeypatch.setenv("INTER_OP_THREADS", "2")
+    sk = SKLearnModel.settings_class.parse([], "sklearnserver")
+    assert sk.predict_proba is True  # type: ignore[attr-defined]
+    ox = ONNXModel.settings_class.parse([], "onnxserver")
+    assert (ox.device, ox.inter_op_threads) == ("cpu", 2)  # type: ignore[attr-defined]
 
 
 def test_parse_args_reads_sys_argv_when_none(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,15 +2,15 @@
 
 On with ``--otel_endpoint URL`` or the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``
 / ``OTEL_TRACES_EXPORTER`` variables; off, the request path pays one
-ContextVar lookup. W3C ``traceparent`` from REST headers or gRPC metadata
-makes our span a child of the caller's. Phases (decode, queue, predict,
+function call. The trace travels down with the request's context. W3C
+``traceparent`` from REST headers or gRPC metadata makes our span a child of
+the caller's. Phases (decode, queue, predict,
 encode) are timed as the request goes and turned into spans at its end, with
 their real start and end times, so no span object lives across an await.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import time
@@ -18,11 +18,6 @@ from collections.abc import Iterable
 from typing import Any
 
 logger = logging.getLogger(__name__)
-
-#: The trace of the request being served in this task, when tracing is on.
-current: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar(
-    "modelserver_trace", default=None
-)
 
 _tracer: Any = None
 
@@ -123,7 +118,7 @@ def _text(value: str | bytes) -> str:
 def begin(
     headers: Iterable[tuple[str | bytes, str | bytes]], **attributes: Any
 ) -> RequestTrace | None:
-    """Start a request's trace (None when tracing is off) and make it current.
+    """Start a request's trace (None when tracing is off).
 
     ``headers`` are ASGI's raw pairs or gRPC metadata; only the two trace
     headers are decoded.
@@ -135,6 +130,4 @@ def begin(
         name = _text(key).lower()
         if name in ("traceparent", "tracestate"):
             carrier[name] = _text(value)
-    trace = RequestTrace(carrier, attributes)
-    current.set(trace)
-    return trace
+    return RequestTrace(carrier, attributes)

@@ -1,0 +1,1 @@
+"""The data plane: protocol-agnostic operations, the request pipeline and the repository."""

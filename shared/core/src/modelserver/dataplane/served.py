@@ -1,0 +1,262 @@
+"""One served model: its lifecycle and the request pipeline around its ``Model``.
+
+The pipeline of one inference, in order: select the outputs (from the
+model's output table), preprocess (the model's, per request), batch or
+queue, run ``compute`` (inline on the event loop or in the pool, as the
+runner decides; in the pool whenever a time limit applies), then pack the
+outputs as tensors. Around it: metrics, trace phases, the client's
+disconnect (queued work of a client that left is dropped) and the in-flight
+count that unload waits for. Errors from the model's own code become a 400
+(its ``input_errors``) or a logged 500.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..datatypes import datatype_of
+from ..errors import InferenceError, InvalidInput, ModelNotReady, ModelServerError, excerpt
+from ..model.base import Model
+from ..observability import metrics
+from ..types import InferRequest, InferResponse, Tensor
+from .batching import Batcher, batch_key
+from .context import RequestContext, abandon_on_disconnect
+from .execution import PredictRunner
+
+logger = logging.getLogger("modelserver.dataplane")
+
+#: How much of a model's own exception text a client gets back.
+MESSAGE_CHARS = 1000
+
+
+class ModelState(enum.StrEnum):
+    """Lifecycle states, named as the repository extension reports them."""
+
+    LOADING = "LOADING"
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class ServingOptions:
+    """How every model of this server is served; the same for a reload."""
+
+    executor: Executor | None = None
+    predict_executor: str = "auto"
+    max_batch_size: int = 0
+    max_batch_delay_s: float = 0.0
+    enable_metrics: bool = True
+
+
+class ServedModel:
+    """A model under a name: its state and the pipeline its requests go through."""
+
+    def __init__(self, model: Model, options: ServingOptions | None = None) -> None:
+        self.options = options or ServingOptions()
+        self.model: Model | None = model
+        self.name = model.name
+        self.version = model.version
+        self.model_dir: Path | None = model.model_dir
+        self.platform = model.platform
+        self.state = ModelState.LOADING
+        self.reason = ""
+        #: Requests inside ``infer`` now; unload waits for them to finish.
+        self.inflight = 0
+        self.runner = PredictRunner(self.options.executor, self.options.predict_executor)
+        self.metrics = metrics.for_model(self.name) if self.options.enable_metrics else None
+        self.batcher: Batcher | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ModelState.READY
+
+    def load(self) -> None:
+        """Load the model (blocking) and mark it READY, or FAILED with the reason."""
+        model = self.require_model()
+        self.state = ModelState.LOADING
+        started = time.perf_counter()
+        try:
+            model.load()
+        except BaseException as exc:
+            self.state = ModelState.FAILED
+            self.reason = excerpt(str(exc) or type(exc).__name__, 2000)
+            raise
+        if not len(model.outputs) and not model.outputs.dynamic:
+            model.outputs.add("predict")
+        self.batcher = self._batcher(model)
+        self.state = ModelState.READY
+        self.reason = ""
+        metrics.MODEL_LOAD_SECONDS.labels(self.name).set(time.perf_counter() - started)
+
+    def _batcher(self, model: Model) -> Batcher | None:
+        opts = self.options
+        if opts.max_batch_size <= 0:
+            return None
+        if not model.batchable or model.outputs.dynamic:
+            logger.warning("model %s: adaptive batching is off; this model cannot batch", self.name)
+            return None
+        return Batcher(
+            self.name,
+            model.compute,
+            self.runner.run,
+            opts.max_batch_size,
+            opts.max_batch_delay_s,
+            observe=metrics.batch_observer(self.name) if opts.enable_metrics else None,
+        )
+
+    def stop(self) -> None:
+        """Take no more requests."""
+        self.state = ModelState.UNAVAILABLE
+        self.reason = "unloaded"
+
+    def release(self) -> None:
+        """Let go of the model so its memory can be reclaimed (after in-flight requests)."""
+        model, self.model, self.batcher = self.model, None, None
+        if model is not None:
+            model.release()
+
+    def require_model(self) -> Model:
+        if self.model is None:
+            raise ModelNotReady(self.name, self.reason or "released")
+        return self.model
+
+    # -- metadata -------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """Model metadata: only a loaded model can describe its tensors."""
+        meta: dict[str, Any] = {
+            "name": self.name,
+            "versions": [self.version] if self.version else [],
+            "platform": self.platform,
+            "inputs": [],
+            "outputs": [],
+        }
+        model = self.model
+        if self.state is not ModelState.READY or model is None:
+            meta["state"] = self.state.value
+            if self.reason:
+                meta["reason"] = self.reason
+            return meta
+        meta["inputs"] = model.inputs_metadata()
+        meta["outputs"] = model.outputs.metadata()
+        params = dict(model.metadata_parameters())
+        if not model.outputs.dynamic:
+            params["default_outputs"] = model.outputs.defaults()
+        if params:
+            meta["parameters"] = params
+        return meta
+
+    # -- the request pipeline ------------------------------------------------------
+
+    async def infer(self, request: InferRequest, ctx: RequestContext) -> InferResponse:
+        """Select, preprocess, batch or queue, compute, pack: one request's answer."""
+        model = self.model
+        if model is None or self.state is not ModelState.READY:
+            raise ModelNotReady(self.name, self.reason)
+        self.inflight += 1
+        try:
+            requested = [o.name for o in request.outputs] if request.outputs else None
+            names = model.outputs.select(requested, self.name)
+            try:
+                inputs = model.preprocess(request)
+            except ModelServerError:
+                raise
+            except Exception as exc:
+                raise self._served_error(model, exc, request) from exc
+            results = await self._compute(model, request, inputs, names, ctx)
+            return InferResponse(
+                model_name=self.name,
+                model_version=self.version,
+                id=request.id,
+                outputs=self._pack(model, results, requested),
+            )
+        finally:
+            self.inflight -= 1
+
+    async def _compute(
+        self,
+        model: Model,
+        request: InferRequest,
+        inputs: Any,
+        names: list[str],
+        ctx: RequestContext,
+    ) -> Mapping[str, Any]:
+        batcher = self.batcher
+        key = batch_key(inputs, names) if batcher is not None else None
+        queued_ns = time.time_ns()
+        try:
+            if batcher is not None and key is not None:
+                work = batcher.submit(inputs, names, key)
+            else:
+                work = self.runner.run(model.compute, inputs, names, pool=ctx.limited)
+            if key is None and self.runner.inline and not ctx.limited:
+                results, start_ns, end_ns = await work
+            else:
+                results, start_ns, end_ns = await abandon_on_disconnect(work, ctx.disconnected)
+        except ModelServerError:
+            raise
+        except Exception as exc:
+            raise self._served_error(model, exc, request) from exc
+        if self.metrics is not None:
+            self.metrics.queue.observe((start_ns - queued_ns) / 1e9)
+            self.metrics.predict.observe((end_ns - start_ns) / 1e9)
+        if ctx.trace is not None:
+            ctx.trace.phase("queue", queued_ns, start_ns)
+            ctx.trace.phase("predict", start_ns, end_ns)
+        return results  # type: ignore[no-any-return]
+
+    def _pack(
+        self, model: Model, results: Mapping[str, Any], requested: list[str] | None
+    ) -> list[Tensor]:
+        if model.outputs.dynamic and requested:
+            missing = [n for n in requested if n not in results]
+            if missing:
+                raise InvalidInput(
+                    f"Model '{self.name}' has no output named "
+                    f"{', '.join(repr(n) for n in missing)}; available: {', '.join(results)}"
+                )
+            return [to_tensor(name, results[name]) for name in requested]
+        return [to_tensor(str(name), value) for name, value in results.items()]
+
+    def _served_error(
+        self, model: Model, exc: Exception, request: InferRequest
+    ) -> ModelServerError:
+        """What the client gets for an exception of the model's own code."""
+        text = excerpt(str(exc), MESSAGE_CHARS)
+        if isinstance(exc, model.input_errors):
+            return InvalidInput(f"Model '{self.name}' rejected the input: {text}")
+        logger.error(
+            "model %s raised (request id %s)",
+            self.name,
+            request.id,
+            exc_info=exc,
+        )
+        return InferenceError(f"Model '{self.name}' failed: {type(exc).__name__}: {text}")
+
+
+def to_tensor(name: str, value: Any) -> Tensor:
+    """An output tensor from whatever predict returned (array, list, Series, frame)."""
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind in "US":
+        obj = np.empty(arr.shape, dtype=object)
+        obj[...] = arr
+        arr = obj
+    try:
+        datatype = datatype_of(arr.dtype)
+    except TypeError as exc:
+        raise InferenceError(f"Output '{name}': {exc}") from None
+    return Tensor(name, datatype, tuple(arr.shape), arr)

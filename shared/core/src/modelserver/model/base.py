@@ -1,0 +1,138 @@
+"""The runtime interface: what a runtime (or a user's custom model) implements.
+
+A model loads itself, predicts on numpy or pandas, declares its outputs and
+describes itself. Everything around a request (decoding, output selection,
+batching, where predict runs, metrics, tracing, packing the answer) is the
+data plane's; a runtime author never needs to read it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import InferenceError
+from ..settings import Settings
+from ..types import InferRequest
+from .inputs import ModelInput, default_inputs
+from .outputs import Outputs
+
+
+class Model(abc.ABC):
+    """Base class of every served model.
+
+    In ``load``, read the model from ``model_dir`` and declare its outputs
+    in ``self.outputs``; with none declared it has one, ``predict``, the
+    result of ``predict``. KServe-style models override ``preprocess`` (per
+    request) and ``postprocess`` (per predict call) around ``predict``.
+    """
+
+    #: File suffixes this runtime loads, used by model discovery.
+    extensions: ClassVar[tuple[str, ...]] = ()
+    #: Reported as ``platform`` in model metadata.
+    platform: ClassVar[str] = ""
+    #: The program name in ``--help`` and the server metadata's ``name``.
+    server_name: ClassVar[str] = "modelserver"
+    #: The flags this runtime takes: ``Settings`` or a subclass adding its own.
+    settings_class: ClassVar[type[Settings]] = Settings
+    #: Exceptions from the model's code that mean the input was wrong (answered 400).
+    input_errors: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, IndexError)
+    #: Whether concurrent requests may share one predict call (rows stacked);
+    #: the data plane batches only when this holds and ``--max_batch_size`` > 0.
+    batchable: bool = True
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: str | Path | None = None,
+        version: str = "1",
+        settings: Settings | None = None,
+    ) -> None:
+        self.name = name
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.version = version
+        self.settings = settings if settings is not None else self.settings_class()
+        #: The outputs this model offers; ``load`` declares them.
+        self.outputs = Outputs()
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Find and load the model from ``model_dir``; raise to report failure."""
+
+    @abc.abstractmethod
+    def predict(self, inputs: ModelInput) -> Any:
+        """Numpy (or pandas) in, numpy (or array-like, or a mapping of outputs) out."""
+
+    def preprocess(self, request: InferRequest) -> ModelInput:
+        """Per request, before batching: the request -> predict's input.
+
+        The default gives one tensor as a 2-D array and several as a DataFrame
+        of named columns (``modelserver.model.inputs``). ``input_errors``
+        raised here are answered 400 and fail this request alone.
+        """
+        return default_inputs(request)
+
+    def postprocess(self, result: Any) -> Any:
+        """Per predict call: predict's result -> the joint outputs (a mapping by name)."""
+        return result
+
+    def compute(self, inputs: ModelInput, names: list[str]) -> Mapping[str, Any]:
+        """The outputs ``names`` for ``inputs``, in the thread predict runs in.
+
+        Outputs with their own function are called one by one; the others
+        come from one ``postprocess(predict(inputs))``. A runtime whose
+        framework computes selected outputs in one call (a graph) overrides
+        this.
+        """
+        if self.outputs.dynamic:
+            return dict(self.postprocess(self.predict(inputs)))
+        results: dict[str, Any] = {}
+        joint: Any = None
+        for name in names:
+            output = self.outputs.get(name)
+            if output is not None and output.compute is not None:
+                results[name] = output.compute(inputs)
+                continue
+            if joint is None:
+                joint = self.postprocess(self.predict(inputs))
+            results[name] = _pick(joint, name, self.name)
+        return results
+
+    def release(self) -> None:  # noqa: B027 (a hook: most models hold only Python objects)
+        """Free what ``load`` took beyond Python objects (a JVM's, a GPU's), once unloaded."""
+
+    def model_file(self) -> Path:
+        """The one model file in ``model_dir``: this runtime's suffixes, discovery's rules."""
+        from ..errors import ModelLoadError
+        from .discovery import find_model_file
+
+        if self.model_dir is None:
+            raise ModelLoadError(f"Model '{self.name}' has no model directory")
+        return find_model_file(self.model_dir, self.extensions, self.accepts)
+
+    @classmethod
+    def accepts(cls, path: Path) -> bool:
+        """Whether ``path`` (with one of ``extensions``) is a model; discovery skips others."""
+        return True
+
+    def inputs_metadata(self) -> list[dict[str, Any]]:
+        """Input tensors for model metadata (``tensor_spec`` entries)."""
+        return []
+
+    def metadata_parameters(self) -> dict[str, Any]:
+        """Extra model-level facts (feature names, classes) for metadata's ``parameters``."""
+        return {}
+
+
+def _pick(joint: Any, name: str, model: str) -> Any:
+    """One output of the joint pass: its entry when a mapping, else the value itself."""
+    if not isinstance(joint, Mapping):
+        return joint
+    if name not in joint:
+        raise InferenceError(
+            f"Model '{model}' returned outputs {', '.join(map(str, joint))} but not '{name}'; "
+            "declare what postprocess returns in self.outputs"
+        )
+    return joint[name]

@@ -1,0 +1,1 @@
+"""The v2 gRPC transport: ``inference.GRPCInferenceService`` on grpc.aio."""

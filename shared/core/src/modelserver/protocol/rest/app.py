@@ -1,0 +1,115 @@
+"""The REST transport: one pure-ASGI app over the route table.
+
+No web framework sits between uvicorn and the handlers: a web framework's
+per-request machinery (middleware layers, dependency resolution, response
+classes) costs more than our whole codec on a one-row request, and its
+import alone is a third of a cold start. A request is matched against the
+route table, authenticated unless it is a probe, answered by its handler,
+and written as two ASGI messages. Every error, ours or routing's, leaves
+through ``error_reply`` as ``{"error": "..."}`` with the architecture's
+status, and the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from ...dataplane.dataplane import DataPlane
+from ...dataplane.gate import InferenceGate
+from ...errors import MethodNotAllowed, ModelServerError, RouteNotFound
+from .handlers import JSON, Handlers, HttpRequest, Reply, header
+from .routes import RouteTable
+
+logger = logging.getLogger("modelserver.rest")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def error_reply(exc: ModelServerError, method: str = "", path: str = "") -> Reply:
+    """The one mapping from an error to its REST answer, logged by severity.
+
+    Routing errors (404 for an unknown path, 405) are not logged: scanners
+    and typos would fill the log.
+    """
+    status = exc.http_status
+    if not isinstance(exc, RouteNotFound | MethodNotAllowed):
+        level = logging.ERROR if status >= 500 else logging.WARNING
+        logger.log(level, "%s %s -> %d: %s", method, path, status, exc.message)
+    extra: list[tuple[bytes, bytes]] = []
+    if isinstance(exc, MethodNotAllowed):
+        extra.append((b"allow", ", ".join(exc.allowed).encode()))
+    return status, orjson.dumps({"error": exc.message}), JSON, extra
+
+
+def internal_error_reply(exc: BaseException, method: str, path: str) -> Reply:
+    logger.error("%s %s failed", method, path, exc_info=exc)
+    message = f"Internal error: {type(exc).__name__}: {exc}"
+    return 500, orjson.dumps({"error": message}), JSON, []
+
+
+async def send_reply(send: Send, reply: Reply, head: bool = False) -> None:
+    status, body, content_type, extra = reply
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+class RestApp:
+    """The ASGI application uvicorn serves."""
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        gate: InferenceGate,
+        max_body_size: int = 100 * 1024 * 1024,
+        docs: bool = False,
+    ) -> None:
+        self.routes = RouteTable(docs=docs)
+        self.handlers = Handlers(dataplane, gate, max_body_size, self.routes)
+        self.policy = gate.policy
+        # Bound once: a handler lookup per request is a dict access.
+        self._handlers = {
+            route.handler: getattr(self.handlers, route.handler) for route in self.routes.routes
+        }
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; websockets are not served
+        method: str = scope["method"]
+        path: str = scope["path"]
+        try:
+            reply = await self._answer(method, path, scope, receive)
+        except ModelServerError as exc:
+            reply = error_reply(exc, method, path)
+        except asyncio.CancelledError:
+            # The grace period after SIGTERM ran out with this request unfinished.
+            logger.warning("%s %s cut off at shutdown", method, path)
+            with contextlib.suppress(Exception):
+                await send_reply(
+                    send,
+                    (503, b'{"error":"Server shut down before the answer was ready"}', JSON, []),
+                )
+            raise
+        except Exception as exc:
+            reply = internal_error_reply(exc, method, path)
+        await send_reply(send, reply, head=method == "HEAD")
+
+    async def _answer(self, method: str, path: str, scope: dict[str, Any], receive: Any) -> Reply:
+        try:
+            route, params = self.routes.match(method, path)
+        except ModelServerError:
+            if self.policy.auth_on:
+                self.policy.authenticate(header(scope["headers"], b"authorization"))
+            raise
+        if self.policy.auth_on and not route.probe:
+            self.policy.authenticate(header(scope["headers"], b"authorization"))
+        request = HttpRequest(method, path, scope["headers"], receive, params)
+        return await self._handlers[route.handler](request)  # type: ignore[no-any-return]

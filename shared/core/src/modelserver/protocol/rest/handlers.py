@@ -1,0 +1,265 @@
+"""The REST endpoints, one method per route of the route table.
+
+Each takes the request's parts (an ``HttpRequest``: path parameters, raw
+headers, ASGI ``receive``) and returns a ``Reply`` (status, body, content
+type, extra headers), never a framework object: the ASGI app writes it in
+two messages. Inference goes through the gate (admission, timeout, metrics,
+trace) and the data plane; the codecs turn bytes into requests and back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import orjson
+
+from ... import __version__
+from ...codecs import v1, v2_rest
+from ...dataplane.context import RequestContext
+from ...dataplane.dataplane import DataPlane
+from ...dataplane.gate import InferenceGate
+from ...errors import ModelNotImplemented, PayloadTooLarge
+from .routes import RouteTable
+
+JSON = b"application/json"
+OCTET_STREAM = b"application/octet-stream"
+
+Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+"""(status, body, content type, extra headers)."""
+
+Headers = list[tuple[bytes, bytes]]
+"""Request headers as ASGI gives them: raw (lower-case name, value) pairs."""
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+HEADER_LENGTH = v2_rest.HEADER_LENGTH.encode()
+LIVE = orjson.dumps({"live": True})
+READY = orjson.dumps({"ready": True})
+NOT_READY = orjson.dumps({"ready": False})
+ALIVE = orjson.dumps({"status": "alive"})
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """What a handler may read of one HTTP request."""
+
+    method: str
+    path: str
+    headers: Headers
+    receive: Receive
+    params: dict[str, str | None]
+
+    def header(self, name: bytes) -> str | None:
+        return header(self.headers, name)
+
+    @property
+    def name(self) -> str:
+        return self.params.get("name") or ""
+
+    @property
+    def version(self) -> str | None:
+        return self.params.get("version")
+
+
+def header(headers: Headers, name: bytes) -> str | None:
+    """One header's value; only the header asked for is decoded."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def json_reply(obj: Any, status: int = 200) -> Reply:
+    return status, orjson.dumps(obj), JSON, []
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The whole request body from ASGI ``receive``; 413 past ``limit`` bytes.
+
+    A declared Content-Length over the limit is refused before anything is
+    read; a chunked body is counted as it arrives.
+    """
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit}")
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    total = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return when ASGI ``receive`` reports that the client closed the connection."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class Handlers:
+    """Every REST endpoint over one data plane."""
+
+    def __init__(
+        self, dataplane: DataPlane, gate: InferenceGate, max_body_size: int, routes: RouteTable
+    ) -> None:
+        self.dataplane = dataplane
+        self.repository = dataplane.repository
+        self.gate = gate
+        self.max_body_size = max_body_size
+        self.routes = routes
+
+    async def body(self, req: HttpRequest) -> bytes:
+        return await read_body(req.receive, req.header(b"content-length"), self.max_body_size)
+
+    # -- health and server ---------------------------------------------------------
+
+    async def live(self, req: HttpRequest) -> Reply:
+        return 200, LIVE, JSON, []
+
+    async def root(self, req: HttpRequest) -> Reply:
+        return 200, ALIVE, JSON, []
+
+    async def ready(self, req: HttpRequest) -> Reply:
+        if self.dataplane.ready():
+            return 200, READY, JSON, []
+        return 400, NOT_READY, JSON, []
+
+    async def server_metadata(self, req: HttpRequest) -> Reply:
+        return 200, self.dataplane.server_metadata_json, JSON, []
+
+    async def metrics(self, req: HttpRequest) -> Reply:
+        from ...observability.metrics import exposition
+
+        body, content_type = exposition()
+        return 200, body, content_type.encode(), []
+
+    # -- v2 models -------------------------------------------------------------------
+
+    async def model_metadata(self, req: HttpRequest) -> Reply:
+        return 200, self.dataplane.model_metadata_json(req.name, req.version), JSON, []
+
+    async def model_ready(self, req: HttpRequest) -> Reply:
+        is_ready = self.dataplane.model_ready(req.name, req.version)
+        body = orjson.dumps({"name": req.name, "ready": is_ready})
+        return (200 if is_ready else 400), body, JSON, []
+
+    async def infer_v2(self, req: HttpRequest) -> Reply:
+        ctx = RequestContext("v2-rest")
+        return await self.gate.serve(
+            req.name, ctx, partial(self._infer_v2, req), headers=req.headers
+        )
+
+    async def _infer_v2(self, req: HttpRequest, ctx: RequestContext) -> Reply:
+        name, version = req.name, req.version
+        self.repository.get_ready(name, version)
+        body = await self.body(req)
+        ctx.disconnected = partial(wait_for_disconnect, req.receive)
+        trace = ctx.trace
+        t0 = time.time_ns() if trace is not None else 0
+        json_length = v2_rest.parse_header_length(req.header(HEADER_LENGTH), len(body))
+        request = v2_rest.decode_infer_request(body, json_length, name, version)
+        if trace is not None:
+            trace.phase("decode", t0, time.time_ns())
+        response = await self.dataplane.infer(request, ctx)
+        t2 = time.time_ns() if trace is not None else 0
+        out, out_json_length = v2_rest.encode_infer_response(response, request)
+        if trace is not None:
+            trace.phase("encode", t2, time.time_ns())
+        if out_json_length is None:
+            return 200, out, JSON, []
+        return (
+            200,
+            out,
+            OCTET_STREAM,
+            [(b"inference-header-content-length", str(out_json_length).encode())],
+        )
+
+    # -- KServe v1 -----------------------------------------------------------------------
+
+    async def v1_models(self, req: HttpRequest) -> Reply:
+        return json_reply({"models": list(self.repository.models)})
+
+    async def v1_model(self, req: HttpRequest) -> Reply:
+        name = req.name
+        model = self.repository.get(name)
+        if model.ready and not self.dataplane.draining:
+            return json_reply({"name": name, "ready": True})
+        return json_reply(
+            {"error": f"Model with name {name} is not ready.", "name": name, "ready": False}, 503
+        )
+
+    async def predict_v1(self, req: HttpRequest) -> Reply:
+        ctx = RequestContext("v1-rest")
+        return await self.gate.serve(
+            req.name, ctx, partial(self._predict_v1, req), headers=req.headers
+        )
+
+    async def _predict_v1(self, req: HttpRequest, ctx: RequestContext) -> Reply:
+        name = req.name
+        self.repository.get_ready(name)
+        body = await self.body(req)
+        ctx.disconnected = partial(wait_for_disconnect, req.receive)
+        trace = ctx.trace
+        t0 = time.time_ns() if trace is not None else 0
+        request = v1.decode_predict_request(body, name)
+        if trace is not None:
+            trace.phase("decode", t0, time.time_ns())
+        response = await self.dataplane.infer(request, ctx)
+        t2 = time.time_ns() if trace is not None else 0
+        out = v1.encode_predict_response(response)
+        if trace is not None:
+            trace.phase("encode", t2, time.time_ns())
+        return 200, out, JSON, []
+
+    async def explain_v1(self, req: HttpRequest) -> Reply:
+        self.repository.get(req.name)
+        raise ModelNotImplemented(f"Model {req.name} has no explainer; only :predict is served")
+
+    # -- repository extension ----------------------------------------------------------
+
+    async def repository_index(self, req: HttpRequest) -> Reply:
+        body = await self.body(req)
+        ready_only = False
+        if body.strip():
+            ready_only = bool(v2_rest.loads_object(body, "index request").get("ready", False))
+        return json_reply(self.dataplane.repository_index(ready_only))
+
+    async def repository_load(self, req: HttpRequest) -> Reply:
+        await self.dataplane.load(req.name)
+        return 200, b"", JSON, []
+
+    async def repository_unload(self, req: HttpRequest) -> Reply:
+        await self.dataplane.unload(req.name)
+        return 200, b"", JSON, []
+
+    # -- documentation (--enable_docs_url) -------------------------------------------------
+
+    async def openapi(self, req: HttpRequest) -> Reply:
+        return json_reply(self.routes.openapi(self.dataplane.server_name, __version__))
+
+    async def docs(self, req: HttpRequest) -> Reply:
+        return 200, DOCS_PAGE, b"text/html; charset=utf-8", []
+
+
+#: Swagger UI over /openapi.json (its script and style from the jsDelivr CDN).
+DOCS_PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>modelserver API</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head><body><div id="ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>
+"""

@@ -1,0 +1,156 @@
+"""The one table of REST routes: paths, methods, which are probes, what docs say.
+
+Every path the server answers is declared here once. Dispatch, the 404/405
+answers (with ``Allow``), the probes that stay open when authentication is
+on, the access-log filter and the OpenAPI document all read this table.
+Routes are tried for the request's method first, hottest first, so an
+inference request costs one regular-expression match.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import MethodNotAllowed, RouteNotFound
+
+#: Path parameters: a model name (no '/'; v1's ':verb' suffix is not part of it)
+#: and an optional ``/versions/{version}``.
+_PARAMS = {
+    "{name}": r"(?P<name>[^/:]+)",
+    "{name_any}": r"(?P<name>[^/]+)",
+    "[/versions/{version}]": r"(?:/versions/(?P<version>[^/]+))?",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One path and method, and the handler (a ``Handlers`` method) that answers it."""
+
+    handler: str
+    method: str
+    template: str
+    summary: str
+    #: Health, readiness and metrics: open to probes when authentication is on,
+    #: and left out of the access log unless asked for.
+    probe: bool = False
+    #: Served only with ``--enable_docs_url``.
+    docs_only: bool = False
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return _compiled(self.template)
+
+
+def _compiled(template: str, _cache: dict[str, re.Pattern[str]] = {}) -> re.Pattern[str]:  # noqa: B006
+    pattern = _cache.get(template)
+    if pattern is None:
+        body = re.escape(template)
+        for key, regex in _PARAMS.items():
+            body = body.replace(re.escape(key), regex)
+        pattern = _cache[template] = re.compile(body + r"\Z")
+    return pattern
+
+
+#: Every route, the hottest first within each method.
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "infer_v2",
+        "POST",
+        "/v2/models/{name_any}[/versions/{version}]/infer",
+        "Open Inference Protocol v2 inference (JSON or the binary tensor extension)",
+    ),
+    Route("predict_v1", "POST", "/v1/models/{name}:predict", "KServe v1 predict"),
+    Route("ready", "GET", "/v2/health/ready", "Server readiness", probe=True),
+    Route("live", "GET", "/v2/health/live", "Server liveness", probe=True),
+    Route(
+        "model_ready",
+        "GET",
+        "/v2/models/{name_any}[/versions/{version}]/ready",
+        "Model readiness",
+        probe=True,
+    ),
+    Route("model_metadata", "GET", "/v2/models/{name_any}[/versions/{version}]", "Model metadata"),
+    Route("server_metadata", "GET", "/v2", "Server metadata"),
+    Route("v1_model", "GET", "/v1/models/{name}", "KServe v1 model status", probe=True),
+    Route("v1_models", "GET", "/v1/models", "KServe v1 model list"),
+    Route("explain_v1", "POST", "/v1/models/{name}:explain", "KServe v1 explain"),
+    Route("metrics", "GET", "/metrics", "Prometheus metrics", probe=True),
+    Route("root", "GET", "/", "Liveness (KServe's root route)", probe=True),
+    Route("repository_index", "POST", "/v2/repository/index", "Repository index"),
+    Route(
+        "repository_load", "POST", "/v2/repository/models/{name_any}/load", "Load or reload a model"
+    ),
+    Route("repository_unload", "POST", "/v2/repository/models/{name_any}/unload", "Unload a model"),
+    Route("openapi", "GET", "/openapi.json", "This document", docs_only=True),
+    Route("docs", "GET", "/docs", "Interactive documentation", docs_only=True),
+)
+
+#: Methods answered like GET without a body.
+_AS_GET = {"HEAD": "GET"}
+
+
+class RouteTable:
+    """Matches a request's method and path to a route and its path parameters."""
+
+    def __init__(self, routes: tuple[Route, ...] = ROUTES, docs: bool = False) -> None:
+        self.routes = tuple(r for r in routes if docs or not r.docs_only)
+        self._by_method: dict[str, list[tuple[re.Pattern[str], Route]]] = {}
+        for route in self.routes:
+            self._by_method.setdefault(route.method, []).append((route.pattern, route))
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str | None]]:
+        """The route and its parameters; RouteNotFound (404) or MethodNotAllowed (405)."""
+        for pattern, route in self._by_method.get(_AS_GET.get(method, method), ()):
+            found = pattern.match(path)
+            if found is not None:
+                return route, found.groupdict()
+        allowed = sorted({r.method for r in self.routes if r.pattern.match(path) is not None})
+        if allowed:
+            if "GET" in allowed:
+                allowed.append("HEAD")
+            raise MethodNotAllowed(allowed)
+        raise RouteNotFound()
+
+    def is_probe(self, method: str, path: str) -> bool:
+        """Whether the request is a health, readiness or metrics probe."""
+        if method not in ("GET", "HEAD"):
+            return False
+        try:
+            route, _ = self.match(method, path)
+        except (RouteNotFound, MethodNotAllowed):
+            return False
+        return route.probe
+
+    def openapi(self, title: str, version: str) -> dict[str, Any]:
+        """An OpenAPI 3 document of the routes (paths, methods, parameters, summaries)."""
+        paths: dict[str, dict[str, Any]] = {}
+        for route in self.routes:
+            variants = [route.template]
+            if "[/versions/{version}]" in route.template:
+                variants = [
+                    route.template.replace("[/versions/{version}]", ""),
+                    route.template.replace("[/versions/{version}]", "/versions/{version}"),
+                ]
+            for variant in variants:
+                path = variant.replace("{name_any}", "{name}")
+                params = [
+                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for p in ("name", "version")
+                    if "{" + p + "}" in path
+                ]
+                paths.setdefault(path, {})[route.method.lower()] = {
+                    "summary": route.summary,
+                    "operationId": f"{route.handler}_{len(paths)}",
+                    "parameters": params,
+                    "responses": {"200": {"description": "OK"}},
+                }
+        return {"openapi": "3.1.0", "info": {"title": title, "version": version}, "paths": paths}
+
+
+def is_probe(method: str, path: str, _table: list[RouteTable] = []) -> bool:  # noqa: B006
+    """``RouteTable().is_probe`` over the default routes (for the access-log filter)."""
+    if not _table:
+        _table.append(RouteTable())
+    return _table[0].is_probe(method, path)

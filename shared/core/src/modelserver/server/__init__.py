@@ -1,0 +1,1 @@
+"""The server: entry points, one server process, the worker supervisor, the listeners."""
