@@ -40,9 +40,12 @@ serve: install
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-## lint: ruff over the repository, hadolint over the Dockerfile
+## lint: ruff (check and format), mypy (--strict on the core), hadolint over the Dockerfile
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check --force-exclude $$(git ls-files '*.py')
+	$(BIN)/mypy --strict -p modelserver
+	$(BIN)/mypy runtimes/*/src examples/custom_model
 	$(BIN)/hadolint docker/Dockerfile
 
 ## images: build the runtime images (docker, else podman); IMAGES="sklearnserver onnxserver-gpu"

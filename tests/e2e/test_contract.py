@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import joblib
 import numpy as np
+import pytest
 import tritonclient.grpc as tgrpc
 from serverproc import ServerProcess, free_port
 
@@ -166,14 +167,49 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(tmp_path):
         assert server.proc.wait(30) == 0
 
 
-def test_exits_nonzero_when_the_port_is_taken(iris_dir):
+@pytest.mark.parametrize(("which", "flag"), [("HTTP", "http_port"), ("gRPC", "grpc_port")])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_taken_port_is_one_line_exit_2_before_the_model_loads(
+    tmp_path: Path, which: str, flag: str, workers: int
+) -> None:
+    """Found before a 60 s load, said in one line that names the port and the flag."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
+        ports = {"http_port": port} if flag == "http_port" else {"grpc_port": port}
         server = ServerProcess(
-            "sklearnserver", ["--model_name=iris", f"--model_dir={iris_dir}"], http_port=port
+            "modelserver",
+            [
+                "--model_class=slow_model:SlowLoadModel",
+                "--model_name=slow",
+                f"--model_dir={tmp_path}",
+                f"--workers={workers}",
+            ],
+            env={"PYTHONPATH": str(MODELS_DIR), "SLOW_LOAD_SECONDS": "60"},
+            **ports,
         )
+        started = time.monotonic()
         server.start(wait=False)
-        assert server.proc.wait(60) != 0
-        assert "Address already in use" in server.output() or "cannot" in server.output()
+        assert server.proc is not None
+        assert server.proc.wait(30) == 2, server.output()
+        assert time.monotonic() - started < 20  # not after the 60 s load
+    output = server.output()
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if "cannot start" in line]
+    assert len(lines) == 1, output
+    assert f"{which} port {port}" in lines[0]
+    assert f"--{flag}" in lines[0] and flag.upper() in lines[0]
+    assert "loading model" not in output
+
+
+def test_unknown_model_lists_the_served_models(iris_server: ServerProcess) -> None:
+    reply = httpx.post(
+        f"{iris_server.http_url}/v2/models/nope/infer",
+        json={"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW[0]}]},
+    )
+    assert reply.status_code == 404
+    assert reply.json()["error"] == "Model with name nope does not exist. Served models: iris."
+    client = tgrpc.InferenceServerClient(iris_server.grpc_address)
+    with pytest.raises(Exception, match="Served models: iris"):
+        client.get_model_metadata("nope")

@@ -93,6 +93,41 @@ def test_ready_and_metadata(server: ServerProcess, case: RuntimeCase) -> None:
     assert [o["name"] for o in grpc_meta["outputs"]] == [o["name"] for o in meta["outputs"]]
 
 
+def test_default_outputs_are_real_and_every_output_can_be_requested(
+    server: ServerProcess, case: RuntimeCase
+) -> None:
+    """Metadata's outputs and default_outputs come from one table: they cannot disagree."""
+    meta = httpx.get(f"{server.http_url}/v2/models/m").json()
+    declared = [o["name"] for o in meta["outputs"]]
+    defaults = meta["parameters"]["default_outputs"]
+    assert defaults, meta
+    assert set(defaults) <= set(declared), meta
+    x = _array(case, case.rows)
+    # A request that names no output gets exactly the defaults...
+    plain = infer(server, "m", {case.input_name: x}, "json")
+    assert list(plain) == defaults
+    # ...and each listed output can be asked for alone, with the datatype metadata gives.
+    for spec in meta["outputs"]:
+        got = infer(server, "m", {case.input_name: x}, "grpc", [spec["name"]])
+        assert list(got) == [spec["name"]]
+        assert got[spec["name"]].shape[0] == len(case.rows)
+        body = {
+            "inputs": [
+                {
+                    "name": case.input_name,
+                    "shape": list(x.shape),
+                    "datatype": case.datatype,
+                    "data": x.reshape(-1).tolist(),
+                }
+            ],
+            "outputs": [{"name": spec["name"]}],
+        }
+        reply = httpx.post(f"{server.http_url}/v2/models/m/infer", json=body).json()
+        assert [(o["name"], o["datatype"]) for o in reply["outputs"]] == [
+            (spec["name"], spec["datatype"])
+        ]
+
+
 def test_v2_paths_agree(server: ServerProcess, case: RuntimeCase) -> None:
     as_json, as_binary, over_grpc = (_infer(server, case, path) for path in PROTOCOLS)
     for outputs in (as_json, as_binary, over_grpc):
@@ -191,3 +226,21 @@ def test_corrupt_model_file(case: RuntimeCase, model_dir: Path, tmp_path: Path) 
     (original,) = [p for p in target.iterdir() if p.name.endswith(case.suffix)]
     original.write_bytes(b"\x00\x01 this is not a model \xff" * 8)
     _fails(case, target, original.name)
+
+
+def test_startup_errors_never_echo_raw_file_bytes(
+    case: RuntimeCase, model_dir: Path, tmp_path: Path
+) -> None:
+    """A framework quoting the corrupt bytes must not put control characters in the log."""
+    target = tmp_path / "binary"
+    shutil.copytree(model_dir, target)
+    (original,) = [p for p in target.iterdir() if p.name.endswith(case.suffix)]
+    original.write_bytes(bytes(range(256)) * 64)
+    done = run_to_exit(
+        case.module, ["--model_name=m", f"--model_dir={target}", *case.flags], env=case.env
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    line = next(line for line in output.splitlines() if "cannot start" in line)
+    assert line.isprintable(), repr(line)
+    assert len(line) < 2500, len(line)

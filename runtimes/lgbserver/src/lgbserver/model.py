@@ -116,7 +116,7 @@ class LightGBMModel(Model):
         self.feature_names: list[str] = self.booster.feature_name()
         self.categories = training_categories(self.booster)
         self.nthread = self.settings.nthread
-        self.predict_params = {"num_threads": self.nthread} if self.nthread else {}
+        self.predict_params: dict[str, Any] = {"num_threads": self.nthread} if self.nthread else {}
         self.n_classes = 0
         classifier = self.objective in CLASSIFIER_OBJECTIVES
         if classifier:
@@ -159,7 +159,7 @@ class LightGBMModel(Model):
         return np.where(codes < 0, np.nan, codes)
 
     def predict(self, inputs: Any) -> np.ndarray:
-        return self.booster.predict(self._features(inputs), **self.predict_params)
+        return np.asarray(self.booster.predict(self._features(inputs), **self.predict_params))
 
     # -- metadata --------------------------------------------------------------
 

@@ -99,7 +99,7 @@ def _pir_attr(op: dict[str, Any], key: str) -> Any:
 def _pir_value_dims(op: dict[str, Any]) -> Dims | None:
     """Dims of the op's first result: its type is ``{"D": [dtype, dims, layout, ...]}``."""
     results = op.get("O")
-    first = results[0] if isinstance(results, list) and results else results
+    first: Any = results[0] if isinstance(results, list) and results else results
     try:
         return _dims(first["TT"]["D"][1])
     except (KeyError, IndexError, TypeError, ValueError):
@@ -134,7 +134,7 @@ def program_shapes(path: Path) -> dict[str, Dims | None]:
     from google.protobuf.message import DecodeError
     from paddle.base.proto import framework_pb2
 
-    desc = framework_pb2.ProgramDesc()
+    desc = framework_pb2.ProgramDesc()  # type: ignore[attr-defined]
     try:
         desc.ParseFromString(path.read_bytes())
     except DecodeError as exc:

@@ -56,6 +56,8 @@ DATATYPES = {
 JVM_OPTIONS = ["-Xrs"]
 
 _NUMERIC = frozenset("biuf")
+#: Compared element-wise with an object array: where pmml4s gave no value.
+_NONE = np.array(None, dtype=object)
 
 
 def start_jvm() -> None:
@@ -141,7 +143,7 @@ class OutputField:
                 [v if isinstance(v, str) else "" if v is None else str(v) for v in values.tolist()],
                 dtype=object,
             )
-        if self.datatype == "FP64" or np.equal(values, None).any():
+        if self.datatype == "FP64" or np.equal(values, _NONE).any():
             return values.astype(np.float64)
         return values.astype(np.int64 if self.datatype == "INT64" else np.bool_)
 
@@ -299,7 +301,7 @@ class PMMLModel(Model):
         """400 when pmml4s gave a row no result at all, naming what it rejected."""
         if not table.shape[1]:
             return
-        empty = np.flatnonzero(np.equal(table, None).all(axis=1))
+        empty = np.flatnonzero(np.equal(table, _NONE).all(axis=1))
         if not len(empty):
             return
         row = int(empty[0])

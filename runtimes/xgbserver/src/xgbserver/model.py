@@ -127,7 +127,8 @@ class XGBoostModel(Model):
         self.objective: str = learner["objective"]["name"]
         self.nthread = int(learner["generic_param"]["nthread"])
         self.n_features = self.booster.num_features()
-        self.feature_names: list[str] | None = self.booster.feature_names
+        names = self.booster.feature_names
+        self.feature_names: list[str] | None = list(names) if names is not None else None
         self.n_classes = 0
         classifier = self.objective in PROBABILITY_OBJECTIVES or self.objective == SOFTMAX
         if classifier:

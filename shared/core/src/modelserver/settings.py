@@ -61,7 +61,8 @@ class Flag:
     """What :func:`setting` records about one flag (the field's metadata)."""
 
     help: str
-    env: str | None
+    #: True: the flag's name in capitals; a string: that variable; False: none.
+    env: str | bool
     aliases: tuple[str, ...]
     minimum: float | None
     hidden: bool
@@ -84,11 +85,7 @@ def setting(
     numbers. ``hidden`` flags are accepted for compatibility and left out of
     ``--help``.
     """
-    meta = {
-        "flag": Flag(
-            help, env if isinstance(env, str | bool) else None, tuple(aliases), minimum, hidden
-        )
-    }
+    meta = {"flag": Flag(help, env, tuple(aliases), minimum, hidden)}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

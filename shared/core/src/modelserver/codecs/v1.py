@@ -143,7 +143,7 @@ def encode_predict_response(response: InferResponse) -> bytes:
         columns = {t.name: _v1_value(t) for t in outputs}
         rows = {t.shape[0] if t.shape else None for t in outputs}
         if len(rows) == 1 and None not in rows:
-            (count,) = rows
+            count = int(next(iter(rows)) or 0)
             predictions = [
                 {
                     name: value[i].tolist() if isinstance(value, np.ndarray) else value[i]

@@ -72,6 +72,7 @@ def decode_infer_request(
     model_version: str | None = None,
 ) -> InferRequest:
     """Decode a v2 inference request body (JSON, or JSON plus binary tensors)."""
+    header: bytes | memoryview
     if header_length is None:
         header, binary = body, memoryview(b"")
     else:

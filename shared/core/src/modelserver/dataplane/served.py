@@ -215,7 +215,7 @@ class ServedModel:
         if ctx.trace is not None:
             ctx.trace.phase("queue", queued_ns, start_ns)
             ctx.trace.phase("predict", start_ns, end_ns)
-        return results  # type: ignore[no-any-return]
+        return results
 
     def _pack(
         self, model: Model, results: Mapping[str, Any], requested: list[str] | None

@@ -6,6 +6,8 @@ with tritonclient or any other holder of the ``inference`` protos.
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from ._descriptor import FILE_DESCRIPTOR_SET
@@ -17,7 +19,7 @@ for _file in descriptor_pb2.FileDescriptorSet.FromString(FILE_DESCRIPTOR_SET).fi
     _pool.Add(_file)
 
 
-def _message(name: str) -> type:
+def _message(name: str) -> Any:
     return message_factory.GetMessageClass(_pool.FindMessageTypeByName(f"inference.{name}"))
 
 
@@ -45,6 +47,6 @@ RepositoryModelUnloadRequest = _message("RepositoryModelUnloadRequest")
 RepositoryModelUnloadResponse = _message("RepositoryModelUnloadResponse")
 
 
-def message_class(full_name: str) -> type:
+def message_class(full_name: str) -> Any:
     """The class of a message named in the service (e.g. for an RPC's input)."""
     return message_factory.GetMessageClass(_pool.FindMessageTypeByName(full_name))

@@ -28,14 +28,14 @@ from ...observability import metrics, tracing
 
 logger = logging.getLogger("modelserver.grpc")
 
-Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 #: RPCs that stay open to probes when authentication is on.
 PROBES = frozenset(["ServerLive", "ServerReady", "ModelReady"])
 
 
-def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[str, str]]:
+def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)]
 
 
@@ -50,7 +50,7 @@ def _guarded(method: str, fn: Handler, request_cls: Any, policy: RequestPolicy) 
     checks_auth = policy.auth_on and method not in PROBES
 
     @functools.wraps(fn)
-    async def wrapper(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             if checks_auth:
                 policy.authenticate(_authorization(context))
@@ -79,14 +79,16 @@ def status_of(exc: ModelServerError) -> grpc.StatusCode:
     return grpc.StatusCode[exc.grpc_code]
 
 
-async def abort_with(context: grpc.aio.ServicerContext, method: str, exc: ModelServerError) -> None:
+async def abort_with(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, exc: ModelServerError
+) -> None:
     """The one mapping from an error to its gRPC answer, logged by severity."""
     level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
     logger.log(level, "%s -> %s: %s", method, exc.grpc_code, exc.message)
     await context.abort(status_of(exc), exc.message)
 
 
-def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+def _authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             return value if isinstance(value, str) else value.decode("latin-1")
@@ -177,7 +179,7 @@ class InferenceServicer:
 def generic_handler(dataplane: DataPlane, gate: InferenceGate) -> grpc.GenericRpcHandler:
     """A handler serving every RPC of the service descriptor."""
     servicer = InferenceServicer(dataplane, gate)
-    handlers = {}
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in pb.SERVICE.methods:
         request_cls = pb.message_class(method.input_type.full_name)
         response_cls = pb.message_class(method.output_type.full_name)
