@@ -30,3 +30,11 @@ class SlowModel(Model):
 class SlowLoadModel(SlowModel):
     def load(self) -> None:
         time.sleep(float(os.environ.get("SLOW_LOAD_SECONDS", "3")))
+
+
+class PidModel(SlowModel):
+    """Sleeps for its input in seconds, then answers with the pid of the process that served."""
+
+    def predict(self, inputs: Any) -> Any:
+        super().predict(inputs)
+        return np.asarray([os.getpid()], dtype=np.int64)

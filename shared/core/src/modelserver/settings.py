@@ -111,6 +111,11 @@ class Settings:
     host: str = setting("0.0.0.0", "address to bind")
     enable_grpc: bool = setting(True, "serve v2 gRPC")
     workers: int = setting(1, "server processes sharing the ports", minimum=1)
+    worker_restarts_per_minute: int = setting(
+        10,
+        "with --workers > 1: dead workers replaced within a minute before the server gives up",
+        minimum=0,
+    )
     max_batch_size: int = setting(
         0, "adaptive batching: most rows merged into one predict call (0: off)", minimum=0
     )
