@@ -322,3 +322,36 @@ def test_slow_sink_drops_events_instead_of_buffering(iris_dir: Path, estimator):
         held = 2 * n - (counts["sent"] + counts["failed"] + counts["dropped"])
         assert 0 <= held <= 2 + 4, counts
         assert slow.max_concurrent <= 4
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_queue_is_bounded_by_bytes_for_large_requests(iris_dir: Path, estimator):
+    """1.6 MB requests and a slow sink: memory stays bounded by --logger_queue_bytes."""
+    rows = np.random.default_rng(0).random((50_000, 4))
+    n = 60
+    with (
+        Sink(delay_s=2.0) as slow,
+        _server(
+            iris_dir, f"--logger_url={slow.url}", f"--logger_queue_bytes={8 * 1024 * 1024}"
+        ) as server,
+    ):
+        assert server.proc is not None
+        client = thttp.InferenceServerClient(server.http_address)
+        tensor = thttp.InferInput("x", list(rows.shape), "FP64")
+        tensor.set_data_from_numpy(rows, binary_data=True)
+        client.infer("iris", [tensor])  # warm up: first-use allocations are not the queue's
+        before = _rss_mib(server.proc.pid)
+        for _ in range(n):
+            result = client.infer("iris", [tensor])
+        np.testing.assert_array_equal(result.as_numpy("predict"), estimator.predict(rows))
+        grown = _rss_mib(server.proc.pid) - before
+        counts = _logger_events(server)
+        # Unbounded, ~2 x 60 events of 1.6 MB would be held (190 MB); 8 MiB holds five.
+        assert counts["dropped"] >= n, counts
+        assert grown < 80, f"RSS grew {grown:.0f} MiB"

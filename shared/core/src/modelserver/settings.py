@@ -159,6 +159,9 @@ class Settings:
     logger_queue_size: int = setting(
         1024, "events held for a slow sink before new ones are dropped", minimum=1
     )
+    logger_queue_bytes: int = setting(
+        64 * MIB, "bytes of tensors held for a slow sink before events are dropped", minimum=1
+    )
     otel_endpoint: str | None = setting(
         None, "OTLP/HTTP endpoint for OpenTelemetry traces (or set OTEL_* variables)"
     )

@@ -115,7 +115,7 @@ class ModelServer:
         tracing.setup(cfg.otel_endpoint, service_name=self.dataplane.server_name)
         if cfg.logger_url:
             self.dataplane.payload_logger = PayloadLogger(
-                cfg.logger_url, cfg.logger_mode, cfg.logger_queue_size
+                cfg.logger_url, cfg.logger_mode, cfg.logger_queue_size, cfg.logger_queue_bytes
             )
             self.dataplane.payload_logger.start()
         if cfg.access_log and not cfg.access_log_probes:

@@ -125,8 +125,10 @@ class Supervisor:
             )
             return
         lived = now - self.started_at.get(slot, now)
-        backoff = BACKOFF_S if lived >= STABLE_S else min(
-            MAX_BACKOFF_S, self.backoff.get(slot, BACKOFF_S / 2) * 2
+        backoff = (
+            BACKOFF_S
+            if lived >= STABLE_S
+            else min(MAX_BACKOFF_S, self.backoff.get(slot, BACKOFF_S / 2) * 2)
         )
         self.backoff[slot] = backoff
         self.pending[slot] = now + backoff
