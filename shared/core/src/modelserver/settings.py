@@ -140,6 +140,17 @@ class Settings:
         100 * MIB, "largest REST request body in bytes (413 above)", minimum=1
     )
     grace_period: float = setting(30.0, "seconds in-flight requests get after SIGTERM", minimum=0)
+    http_keepalive_timeout: float = setting(
+        75.0,
+        "seconds an idle HTTP connection is kept (above Envoy's 60 s idle timeout)",
+        minimum=0,
+    )
+    http_header_timeout: float = setting(
+        30.0, "seconds a request may take to send its headers (408 after)", minimum=0
+    )
+    http_body_timeout: float = setting(
+        60.0, "seconds a request's body may pause between pieces (408 after)", minimum=0
+    )
     enable_metrics: bool = setting(
         True, "record Prometheus metrics of inference requests (GET /metrics)"
     )

@@ -27,6 +27,7 @@ from ..protocol.grpc.servicer import generic_handler
 from ..protocol.rest.app import RestApp
 from ..protocol.rest.routes import is_probe
 from ..settings import Settings
+from .http import guarded_protocol
 
 logger = logging.getLogger("modelserver")
 
@@ -128,7 +129,8 @@ class ModelServer:
         uv_config = uvicorn.Config(
             app,
             loop="none",
-            http="httptools",
+            http=guarded_protocol(cfg.http_header_timeout, cfg.http_body_timeout),
+            timeout_keep_alive=cfg.http_keepalive_timeout,  # type: ignore[arg-type]
             lifespan="off",
             proxy_headers=False,
             access_log=cfg.access_log,

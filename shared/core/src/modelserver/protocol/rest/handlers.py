@@ -22,7 +22,7 @@ from ...codecs import v1, v2_rest
 from ...dataplane.context import RequestContext
 from ...dataplane.dataplane import DataPlane
 from ...dataplane.gate import InferenceGate
-from ...errors import ModelNotImplemented, PayloadTooLarge
+from ...errors import ClientDisconnected, ModelNotImplemented, PayloadTooLarge
 from .routes import RouteTable
 
 JSON = b"application/json"
@@ -86,6 +86,8 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit}")
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected("The client left before sending the whole body")
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         return body
@@ -93,6 +95,8 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
     total = len(body)
     while message.get("more_body", False):
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("The client left before sending the whole body")
         chunk = message.get("body", b"")
         total += len(chunk)
         if total > limit:
