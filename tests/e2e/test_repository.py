@@ -425,6 +425,11 @@ def test_folder_without_model_file_fails_to_load(
     assert ".slow" in message or "no model file" in message.lower(), message
     entry = {e["name"]: e for e in index(http)}["empty"]
     assert entry["state"] == "FAILED" and entry["reason"], entry
+    # Clients learn the folder's name, never where the server keeps its files.
+    root = str(layout["root"].resolve())
+    for text in (message, entry["reason"], http.get("/v2/models/empty").json()["reason"]):
+        assert root not in text and str(layout["root"]) not in text, text
+        assert "empty" in text, text
     assert_serves(http, "slow-a")
     make_model(folder)
     assert http.post("/v2/repository/models/empty/load").status_code == 200

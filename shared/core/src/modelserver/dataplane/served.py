@@ -56,6 +56,20 @@ class ServingOptions:
     max_batch_size: int = 0
     max_batch_delay_s: float = 0.0
     enable_metrics: bool = True
+    #: ``--model_dir``: what clients see of file paths is relative to it.
+    model_root: Path | None = None
+
+    def client_text(self, text: str, limit: int) -> str:
+        """``text`` for a client: paths under ``--model_dir`` made relative, cut, escaped.
+
+        Clients need not (and should not) learn where the server keeps its
+        files; the server's own log keeps the full path.
+        """
+        root = self.model_root
+        if root is not None:
+            for prefix in {str(root.resolve()), str(root)}:
+                text = text.replace(prefix.rstrip("/") + "/", "")
+        return excerpt(text, limit)
 
 
 class ServedModel:
@@ -91,7 +105,7 @@ class ServedModel:
             model.load()
         except BaseException as exc:
             self.state = ModelState.FAILED
-            self.reason = excerpt(str(exc) or type(exc).__name__, 2000)
+            self.reason = self.options.client_text(str(exc) or type(exc).__name__, 2000)
             raise
         if not len(model.outputs) and not model.outputs.dynamic:
             model.outputs.add("predict")
@@ -234,7 +248,7 @@ class ServedModel:
         self, model: Model, exc: Exception, request: InferRequest
     ) -> ModelServerError:
         """What the client gets for an exception of the model's own code."""
-        text = excerpt(str(exc), MESSAGE_CHARS)
+        text = self.options.client_text(str(exc), MESSAGE_CHARS)
         if isinstance(exc, model.input_errors):
             return InvalidInput(f"Model '{self.name}' rejected the input: {text}")
         logger.error(

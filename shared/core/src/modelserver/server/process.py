@@ -51,6 +51,7 @@ def build_repository(
         max_batch_size=settings.max_batch_size,
         max_batch_delay_s=settings.max_batch_delay_ms / 1000.0,
         enable_metrics=settings.enable_metrics,
+        model_root=Path(settings.model_dir),
     )
 
     def factory(name: str, path: Path) -> ServedModel:
