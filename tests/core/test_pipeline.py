@@ -300,6 +300,22 @@ def test_a_limited_request_runs_predict_in_the_pool_never_inline() -> None:
     assert limited.startswith("predict"), limited
 
 
+def test_a_limited_request_goes_to_the_pool_through_the_batcher_too() -> None:
+    model = Arith()
+    served = loaded(model, options(predict_executor="inline", max_batch_size=8))
+    assert served.batcher is not None
+
+    async def main() -> str:
+        await served.infer(request("arith", tensor("x", X)), RequestContext("t"))
+        await served.infer(request("arith", tensor("x", X)), RequestContext("t", limited=True))
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(main())
+    inline, limited = model.threads
+    assert inline == loop_thread
+    assert limited.startswith("predict"), "a batch with a time limit ran on the event loop"
+
+
 # -- clients that leave -------------------------------------------------------------------------
 
 
