@@ -289,3 +289,4 @@ def test_a_link_out_of_the_repository_is_refused(
     with pytest.raises(InvalidInput, match="escape resolves outside the model directory"):
         asyncio.run(repository.load("escape"))
     assert "escape" not in repository.models
+    assert "escape" not in [e["name"] for e in repository.index()], "listed, yet never loadable"
