@@ -265,13 +265,16 @@ async def asgi(
     body: bytes = b"",
     headers: Iterable[tuple[bytes, bytes]] = (),
     leave: asyncio.Event | None = None,
+    sent: list[dict[str, Any]] | None = None,
 ) -> AsgiReply:
     """One request straight into the ASGI app, as uvicorn would make it.
 
     The body arrives in one message; afterwards ``receive`` waits for
     ``leave`` (when given) and then reports that the client disconnected.
+    Every message the app sends is also appended to ``sent`` when given, so
+    a request whose task is cancelled still shows what it answered.
     """
-    sent: list[dict[str, Any]] = []
+    sent = sent if sent is not None else []
     delivered = False
 
     async def receive() -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pytest
 from inproc import Arith, Stack, eventually, factory_of, grpc_channel, loaded, options, stack
 from modelserver import __version__
 from modelserver import protos as pb
+from modelserver.observability.metrics import REGISTRY
 
 SERVICE = "/inference.GRPCInferenceService/"
 TOKEN = "sesame"
@@ -78,6 +79,11 @@ def outputs_of(response: Any) -> dict[str, np.ndarray]:
             data = np.asarray(out.contents.fp64_contents)
         arrays[out.name] = data.reshape(list(out.shape))
     return arrays
+
+
+def requests_counted(status: str) -> float:
+    labels = {"model": "arith", "protocol": "v2-grpc", "status": status}
+    return REGISTRY.get_sample_value("modelserver_requests_total", labels) or 0.0
 
 
 async def status_of(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
@@ -328,8 +334,12 @@ def test_a_cancelled_call_drops_its_queued_work(model: Arith) -> None:
         model.unblock()
         return await first
 
+    cancelled = requests_counted("CANCELLED")
+    internal = requests_counted("INTERNAL")
     np.testing.assert_array_equal(outputs_of(run(s, test))["double"], X * 2)
     assert [c.tolist() for c in model.calls] == [X.tolist()]
+    assert requests_counted("INTERNAL") == internal, "a client's cancel counted as a server error"
+    assert requests_counted("CANCELLED") == cancelled + 1
 
 
 # -- repository --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 import pytest
 from inproc import Arith, Stack, asgi, factory_of, options, stack
+from modelserver.observability.metrics import REGISTRY
 from modelserver.protocol.rest.app import RestApp
 from modelserver.protocol.rest.routes import ROUTES, Route
 
@@ -71,6 +72,11 @@ def error_of(response: httpx.Response, status: int) -> str:
     body = response.json()
     assert list(body) == ["error"] and isinstance(body["error"], str), body
     return body["error"]  # type: ignore[no-any-return]
+
+
+def requests_counted(protocol: str, status: str) -> float:
+    labels = {"model": "arith", "protocol": protocol, "status": status}
+    return REGISTRY.get_sample_value("modelserver_requests_total", labels) or 0.0
 
 
 def arith_model(s: Stack) -> Arith:
@@ -402,6 +408,33 @@ def test_a_client_that_leaves_while_queued_gets_its_work_dropped(tmp_path: Path)
     assert left.status == 499
     assert "closed the connection" in orjson.loads(left.body)["error"]
     assert len(model.calls) == 1 and len(model.calls[0]) == len(X)
+
+
+def test_a_request_cut_off_at_shutdown_is_answered_503_and_counted_so(tmp_path: Path) -> None:
+    s = serve(tmp_path, opts=options(predict_executor="thread"))
+    model = arith_model(s)
+    app = s.app()
+    sent: list[dict[str, Any]] = []
+    counted = requests_counted("v2-rest", "503")
+    internal = requests_counted("v2-rest", "500")
+
+    async def main() -> None:
+        model.block()
+        body = orjson.dumps(V2_BODY)
+        task = asyncio.ensure_future(asgi(app, "POST", "/v2/models/arith/infer", body, sent=sent))
+        await model.wait_entered()
+        task.cancel()  # what uvicorn does once the grace period after SIGTERM is over
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        model.unblock()
+
+    asyncio.run(main())
+    start, body = sent
+    assert start["status"] == 503
+    assert orjson.loads(body["body"]) == {"error": "Server shut down before the answer was ready"}
+    assert requests_counted("v2-rest", "500") == internal, "counted as a server error"
+    assert requests_counted("v2-rest", "503") == counted + 1
+    assert s.repository.get("arith").inflight == 0
 
 
 # -- repository -------------------------------------------------------------------------------
