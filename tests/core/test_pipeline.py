@@ -383,7 +383,7 @@ def test_a_client_that_leaves_while_waiting_for_a_pool_thread_never_runs() -> No
     assert served.inflight == 0
 
 
-def test_a_client_that_stays_gets_its_answer_while_the_watcher_is_left_behind() -> None:
+def test_a_client_that_stays_gets_its_answer_and_no_watcher_outlives_it() -> None:
     model = Arith()
     served = loaded(model, options(predict_executor="thread"))
     client = Disconnect()

@@ -116,7 +116,7 @@ def check_index(s: Stack, r: httpx.Response) -> None:
 
 def check_load(s: Stack, r: httpx.Response) -> None:
     assert r.content == b""
-    assert s.repository.get("arith").ready and s.repository.get("arith").model_dir is not None
+    assert s.repository.get("arith").ready
 
 
 def check_unload(s: Stack, r: httpx.Response) -> None:
@@ -180,10 +180,13 @@ def test_every_route_answers(s: Stack, route: Route) -> None:
     kwargs, status, check = HAPPY[route.handler]
     variants = [False, True] if "{version}" in route.template else [False]
     for version in variants:
+        before = s.repository.get("arith")
         r = call(s, route.method, concrete(route, version), s.app(docs=True), **kwargs)
         assert r.status_code == status, r.text
         assert r.headers["content-length"] == str(len(r.content))
         assert check(s, r) is not False
+        reloaded = s.repository.get("arith") is not before
+        assert reloaded == (route.handler == "repository_load")
 
 
 @pytest.mark.parametrize(
