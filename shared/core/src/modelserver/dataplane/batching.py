@@ -80,6 +80,8 @@ class _Pending:
     inputs: Any
     rows: int
     future: asyncio.Future[Batched] = field(repr=False)
+    #: A time limit applies to this request: its batch must run in the pool.
+    pool: bool = False
 
 
 class Batcher:
@@ -106,15 +108,18 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
 
-    async def submit(self, inputs: Any, names: list[str], key: Hashable) -> Batched:
+    async def submit(
+        self, inputs: Any, names: list[str], key: Hashable, pool: bool = False
+    ) -> Batched:
         """Queue one request's inputs; its own slice of the batch's outputs comes back.
 
         Cancelling the wait (a client that left) takes the request out of any
-        batch not yet started.
+        batch not yet started. ``pool``: a time limit applies to this request,
+        so the batch it joins runs in the pool, never inline.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Batched] = loop.create_future()
-        self._queue.append(_Pending(key, inputs, _rows(inputs), future))
+        self._queue.append(_Pending(key, inputs, _rows(inputs), future, pool))
         self._arrived.set()
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._serve(), name=f"batcher-{self.model_name}")
@@ -167,7 +172,8 @@ class Batcher:
             self.observe(len(batch), total)
         try:
             inputs = _concat([item.inputs for item in batch])
-            results, start_ns, end_ns = await self.run(self.compute, inputs, names)
+            pool = any(item.pool for item in batch)
+            results, start_ns, end_ns = await self.run(self.compute, inputs, names, pool=pool)
             slices = _split(results, [item.rows for item in batch], total)
         except BaseException as exc:  # every request of the batch gets the error
             for item in batch:

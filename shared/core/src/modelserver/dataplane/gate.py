@@ -9,6 +9,7 @@ clock reads and one histogram observation.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -71,6 +72,13 @@ class InferenceGate:
         except ModelServerError as exc:
             status = exc.grpc_code if grpc_status else exc.http_status
             error = exc.message
+            raise
+        except asyncio.CancelledError:
+            # Not a failure of the server: the gRPC client cancelled (or its
+            # deadline ran out), or shutdown cut the request off, which REST
+            # answers 503 (protocol/rest/app.py).
+            status = "CANCELLED" if grpc_status else 503
+            error = "cancelled before the answer was ready"
             raise
         except BaseException as exc:
             status = "INTERNAL" if grpc_status else 500

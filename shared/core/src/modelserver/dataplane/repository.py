@@ -79,6 +79,7 @@ class ModelRepository:
                     path.is_dir()
                     and MODEL_NAME.fullmatch(path.name)
                     and path.name not in self.models
+                    and self._inside(path)
                 ):
                     entries[path.name] = {"name": path.name}
         for name, model in self.models.items():
@@ -131,9 +132,14 @@ class ModelRepository:
         path = self.root / name
         if not path.is_dir():
             raise ModelNotFound(name, served=self.models)
-        if not path.resolve().is_relative_to(self.root.resolve()):
+        if not self._inside(path):
             raise InvalidInput(f"Model {name} resolves outside the model directory")
         return path
+
+    def _inside(self, path: Path) -> bool:
+        """Whether ``path`` (a sub-folder, perhaps a link) stays within the model directory."""
+        root = self.root
+        return root is not None and path.resolve().is_relative_to(root.resolve())
 
     async def _release_when_idle(self, model: ServedModel) -> None:
         await self._drain(model, 30.0)

@@ -212,7 +212,7 @@ class ServedModel:
         queued_ns = time.time_ns()
         try:
             if batcher is not None and key is not None:
-                work = batcher.submit(inputs, names, key)
+                work = batcher.submit(inputs, names, key, pool=ctx.limited)
             else:
                 work = self.runner.run(model.compute, inputs, names, pool=ctx.limited)
             if key is None and self.runner.inline and not ctx.limited:
