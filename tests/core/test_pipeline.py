@@ -81,6 +81,22 @@ def test_an_unknown_output_is_invalid_input_listing_what_is_available() -> None:
     assert model.calls == [], "predict ran for a request refused before it"
 
 
+def test_an_output_asked_for_twice_is_invalid_input() -> None:
+    model = Arith()
+    with pytest.raises(InvalidInput, match="'double' requested more than once"):
+        infer(loaded(model), tensor("x", X), outputs=["double", "total", "double"])
+    assert model.calls == []
+
+
+def test_a_ragged_output_is_a_500_naming_it() -> None:
+    class Ragged(Arith):
+        def postprocess(self, result: Any) -> Any:
+            return {"double": [[1.0], [1.0, 2.0]], "total": result}
+
+    with pytest.raises(InferenceError, match="Output 'double' is not a regular array"):
+        infer(loaded(Ragged()), tensor("x", X), outputs=["double"])
+
+
 def test_joint_outputs_share_one_predict_and_own_outputs_skip_it() -> None:
     model = Arith()
     served = loaded(model)

@@ -447,6 +447,8 @@ def test_repository_index_of_ready_models_only(s: Stack) -> None:
     r = call(s, "POST", "/v2/repository/index", json={"ready": True})
     assert r.json() == [{"name": "arith", "version": "1", "state": "READY"}]
     assert "Malformed JSON" in error_of(call(s, "POST", "/v2/repository/index", content=b"["), 400)
+    refused = call(s, "POST", "/v2/repository/index", json={"ready": "no"})
+    assert "must be true or false" in error_of(refused, 400)
 
 
 def test_repository_load_of_a_new_model_then_unload(s: Stack) -> None:

@@ -264,7 +264,10 @@ def to_tensor(name: str, value: Any) -> Tensor:
     """An output tensor from whatever predict returned (array, list, Series, frame)."""
     if hasattr(value, "to_numpy"):
         value = value.to_numpy()
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # ragged rows: no tensor shape
+        raise InferenceError(f"Output '{name}' is not a regular array: {exc}") from None
     if arr.dtype.kind in "US":
         obj = np.empty(arr.shape, dtype=object)
         obj[...] = arr

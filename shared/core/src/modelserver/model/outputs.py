@@ -125,6 +125,11 @@ class Outputs:
         """
         if not requested:
             return self.defaults()
+        if len(set(requested)) != len(requested):
+            twice = sorted({n for n in requested if list(requested).count(n) > 1})
+            raise InvalidInput(
+                f"Output {', '.join(repr(n) for n in twice)} requested more than once"
+            )
         if self.dynamic:
             return list(requested)
         unknown = [n for n in requested if n not in self._by_name]

@@ -22,7 +22,7 @@ from ...codecs import v1, v2_rest
 from ...dataplane.context import RequestContext
 from ...dataplane.dataplane import DataPlane
 from ...dataplane.gate import InferenceGate
-from ...errors import ClientDisconnected, ModelNotImplemented, PayloadTooLarge
+from ...errors import ClientDisconnected, InvalidInput, ModelNotImplemented, PayloadTooLarge
 from .routes import RouteTable
 
 JSON = b"application/json"
@@ -238,7 +238,10 @@ class Handlers:
         body = await self.body(req)
         ready_only = False
         if body.strip():
-            ready_only = bool(v2_rest.loads_object(body, "index request").get("ready", False))
+            ready = v2_rest.loads_object(body, "index request").get("ready", False)
+            if not isinstance(ready, bool):
+                raise InvalidInput("'ready' in an index request must be true or false")
+            ready_only = ready
         return json_reply(self.dataplane.repository_index(ready_only))
 
     async def repository_load(self, req: HttpRequest) -> Reply:
