@@ -51,8 +51,12 @@ $(FULL): $(PYPROJECTS) | $(BIN)/python
 		-e '.[dev]'
 	touch $@
 
-$(LIGHT): $(PYPROJECTS) | $(BIN)/python
-	$(PIP) -e shared/core -e '$(call runtime_spec,$(RUNTIME))' -e '.[$(SAMPLE_EXTRAS)]'
+# The sample's extras as plain requirements (the workspace itself need not be built), and
+# no byte-compiling of every installed module: Python compiles what the server imports.
+$(LIGHT): $(PYPROJECTS) scripts/extra_requirements.py | $(BIN)/python
+	$(BIN)/python scripts/extra_requirements.py $(SAMPLE_EXTRAS) > $(VENV)/sample-requirements.txt
+	$(PIP) --no-compile -e shared/core -e '$(call runtime_spec,$(RUNTIME))' \
+		-r $(VENV)/sample-requirements.txt
 	touch $@
 
 ## install: .venv with the core, every runtime, every sample generator and the dev tools (pinned)
