@@ -9,6 +9,9 @@
 # --python, so the venv the image ships holds the runtime's dependencies and
 # nothing else: no pip, no setuptools. Non-editable installs, versions pinned by
 # constraints.txt, no pip cache; the packages' own test suites and C headers go.
+# A runtime names the core as ./shared/core (shared/build-backend), so its
+# install builds the core again from the same sources; the core's dependencies
+# are already in the venv.
 set -eu
 PIP_VERSION=26.3
 

@@ -3,15 +3,19 @@
 Everything is trained here from data the frameworks ship (iris and friends),
 so nothing is downloaded and no binary is committed. ``python
 examples/sample_models.py OUT [--framework NAME ...]`` writes one folder per
-framework under OUT (``sklearn`` only by default; ``all`` for every one).
-scikit-learn's samples are here:
+framework under OUT (``sklearn`` only by default; ``all`` for every one);
+``--sample FRAMEWORK/NAME`` writes that one sample only (what ``make serve``
+asks for). What each framework's generator imports is an extra of the
+workspace's pyproject.toml, ``samples-<framework>`` (``samples-torch`` too
+for onnx/iris-mlp). scikit-learn's samples are here:
 
     OUT/sklearn/iris/model.joblib          LogisticRegression on iris (4 features)
     OUT/sklearn/iris-pipeline/model.pkl    Pipeline(ColumnTransformer) on a DataFrame
                                            with numeric and string columns
 
-the other frameworks' in ``examples/samples/<module>.py``, each a
-``write(out) -> {name: directory}`` that writes under ``out/<framework>/``.
+the other frameworks' in ``examples/samples/<module>.py``, each listing its
+samples in ``NAMES`` and a ``write(out, only=None) -> {name: directory}``
+that writes all of them (or ``only`` those) under ``out/<framework>/``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pickle
+from collections.abc import Collection
 from pathlib import Path
 
 import joblib
@@ -68,27 +73,42 @@ FRAMEWORKS = {
 }
 
 
-def write_all(out: Path) -> dict[str, Path]:
-    """Write scikit-learn's sample models under ``out``; return name -> model directory."""
-    iris = out / "sklearn" / "iris"
-    iris.mkdir(parents=True, exist_ok=True)
-    joblib.dump(iris_logistic_regression(), iris / "model.joblib")
-    pipeline = out / "sklearn" / "iris-pipeline"
-    pipeline.mkdir(parents=True, exist_ok=True)
-    with (pipeline / "model.pkl").open("wb") as f:
+SKLEARN_NAMES = ("iris", "iris-pipeline")
+
+
+def _write_iris(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    joblib.dump(iris_logistic_regression(), directory / "model.joblib")
+    return directory
+
+
+def _write_iris_pipeline(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "model.pkl").open("wb") as f:
         pickle.dump(iris_column_pipeline(), f)
-    return {"iris": iris, "iris-pipeline": pipeline}
+    return directory
 
 
-def write(framework: str, out: Path) -> dict[str, Path]:
-    """Write one framework's samples under ``out``; return name -> model directory."""
+def write_all(out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
+    """Write scikit-learn's sample models (or ``only`` those) under ``out``.
+
+    Returns name -> model directory.
+    """
+    from samples import chosen
+
+    writers = {"iris": _write_iris, "iris-pipeline": _write_iris_pipeline}
+    return {name: writers[name](out / "sklearn" / name) for name in chosen(SKLEARN_NAMES, only)}
+
+
+def write(framework: str, out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
+    """Write one framework's samples (or ``only`` those) under ``out``; name -> directory."""
     if framework == "sklearn":
-        return write_all(out)
+        return write_all(out, only)
     if framework not in FRAMEWORKS:
         raise ValueError(
             f"unknown framework {framework!r}; known: sklearn, {', '.join(FRAMEWORKS)}"
         )
-    return importlib.import_module(FRAMEWORKS[framework]).write(out)
+    return importlib.import_module(FRAMEWORKS[framework]).write(out, only)
 
 
 def main() -> None:
@@ -98,14 +118,34 @@ def main() -> None:
         "--framework",
         action="append",
         choices=["all", "sklearn", *FRAMEWORKS],
-        help="which samples to build (repeatable; default sklearn)",
+        help="which frameworks' samples to build (repeatable; default sklearn)",
+    )
+    parser.add_argument(
+        "--sample",
+        action="append",
+        metavar="FRAMEWORK/NAME",
+        help="build only this sample, e.g. onnx/iris-pipeline (repeatable)",
     )
     args = parser.parse_args()
-    chosen = args.framework or ["sklearn"]
-    if "all" in chosen:
-        chosen = ["sklearn", *FRAMEWORKS]
-    for framework in chosen:
-        for name, path in write(framework, args.out).items():
+    plan: dict[str, set[str] | None] = {}
+    for sample in args.sample or []:
+        framework, _, name = sample.partition("/")
+        if not name:
+            parser.error(f"--sample {sample}: expected FRAMEWORK/NAME, e.g. sklearn/iris")
+        names = plan.setdefault(framework, set())
+        if names is not None:
+            names.add(name)
+    frameworks = args.framework or ([] if args.sample else ["sklearn"])
+    if "all" in frameworks:
+        frameworks = ["sklearn", *FRAMEWORKS]
+    for framework in frameworks:
+        plan[framework] = None
+    for framework, only in plan.items():
+        try:
+            written = write(framework, args.out, only)
+        except ValueError as exc:
+            parser.error(f"{framework}: {exc}")
+        for name, path in written.items():
             print(f"{framework}/{name}: {path}")
 
 

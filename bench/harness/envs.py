@@ -2,7 +2,7 @@
 
 Each competitor gets its own venv under bench/.envs/ because their pins
 conflict (MLServer 1.7.1 wants FastAPI < 0.116, KServe 0.21 pandas < 3, ours
-FastAPI 0.165). Each venv is installed from a complete lock file in
+pandas 3). Each venv is installed from a complete lock file in
 bench/requirements/ with ``--no-deps``: every package is pinned, nothing can
 be resolved at install time, so nothing unexpected (such as torch from a
 machine's extra wheel directory) can be pulled in; ``pip check`` then proves

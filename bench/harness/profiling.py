@@ -31,7 +31,7 @@ OURS = ("modelserver", "sklearnserver")
 EVENT_LOOP = "event loop C code (uvloop I/O, grpc.aio Cython)"
 THREAD_C = "threads in C code (grpc poller)"
 #: Frames on every stack (entry point, CLI) that would top the inclusive list and say nothing.
-ENTRY = ("sklearnserver/__main__.py", "modelserver/cli.py", "modelserver/__main__.py")
+ENTRY = ("sklearnserver/__main__.py", "modelserver/server/cli.py", "modelserver/__main__.py")
 TOP = 20
 #: Bottom frames of a whole stack: the main thread's, a Python thread's, a spawned process's.
 ROOTS = {"_run_module_as_main", "Thread._bootstrap", "<module>", "spawn_main", "_main"}

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+#: The samples ``write`` makes (examples/sample_models.py's convention).
+NAMES = ("iris",)
 FEATURE_NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -63,8 +66,10 @@ def write_model(directory: Path) -> Path:
     return path
 
 
-def write(out: Path) -> dict[str, Path]:
+def write(out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
     """Sample-model hook: ``out/custom/iris/model.json``; returns {"iris": its directory}."""
+    if only is not None and set(only) - set(NAMES):
+        raise ValueError(f"no sample {', '.join(sorted(set(only) - set(NAMES)))}; there is iris")
     directory = Path(out) / "custom" / "iris"
     write_model(directory)
     return {"iris": directory}

@@ -16,10 +16,11 @@ every file identical from run to run.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from . import tables
+from . import chosen, tables
 
 #: Small boosters on small tables: leaves and groups sized for 150-569 rows.
 PARAMS: dict[str, Any] = {
@@ -33,6 +34,7 @@ PARAMS: dict[str, Any] = {
     "verbosity": -1,
 }
 ROUNDS = 20
+NAMES = ("iris", "breast-cancer", "iris-categorical")
 
 
 def iris_categorical() -> tuple[Any, Any]:
@@ -55,16 +57,20 @@ def _train(objective: dict[str, Any], X: Any, y: Any, directory: Path, filename:
     return directory
 
 
-def write(out: Path) -> dict[str, Path]:
-    """Train and save the samples under ``out/lightgbm``; return name -> model directory."""
+def write(out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
+    """Train and save the samples (or ``only`` those) under ``out/lightgbm``.
+
+    Returns name -> model directory.
+    """
     root = out / "lightgbm"
     multiclass = {"objective": "multiclass", "num_class": 3}
-    return {
-        "iris": _train(multiclass, *tables.iris(), root / "iris", "model.bst"),
-        "breast-cancer": _train(
+    samples = {
+        "iris": lambda: _train(multiclass, *tables.iris(), root / "iris", "model.bst"),
+        "breast-cancer": lambda: _train(
             {"objective": "binary"}, *tables.breast_cancer(), root / "breast-cancer", "model.txt"
         ),
-        "iris-categorical": _train(
+        "iris-categorical": lambda: _train(
             multiclass, *iris_categorical(), root / "iris-categorical", "model.txt"
         ),
     }
+    return {name: samples[name]() for name in chosen(NAMES, only)}

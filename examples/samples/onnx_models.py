@@ -11,20 +11,22 @@
                                        cover every protocol datatype (Not, Add, Cast, Identity)
 
 Fixed seeds, CPU only, a few seconds in all. The exporters are needed to
-build the samples, not to serve them: they are test dependencies (``NEEDS``),
-not onnxserver's.
+build the samples, not to serve them: they are the workspace's extras
+(``samples-onnx``: onnx, skl2onnx; ``samples-torch``: torch, for iris-mlp
+only), not onnxserver's dependencies.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-#: What this generator imports, pinned (test dependencies, not the runtime's).
-NEEDS = ("onnx==1.23.2", "skl2onnx==1.20.0", "torch==2.13.0", "scikit-learn==1.9.1")
+from . import chosen
 
 OPSET = 17
+NAMES = ("iris-pipeline", "iris-mlp", "typed")
 #: The typed graph's INT8 input is cast to each of these: output "small_as_<key>" of that
 #: ONNX element type, so every numeric datatype appears in its metadata and answers.
 CASTS = {
@@ -159,17 +161,29 @@ def typed_graph() -> Any:
     return model
 
 
-def write(out: Path) -> dict[str, Path]:
-    """Write the ONNX samples under ``out/onnx/``; return name -> model directory."""
+def write_typed(path: Path) -> None:
+    """The typed graph, checked by onnx's checker."""
     import onnx
 
-    root = out / "onnx"
-    dirs = {name: root / name for name in ("iris-pipeline", "iris-mlp", "typed")}
-    for directory in dirs.values():
-        directory.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(iris_pipeline_onnx(), dirs["iris-pipeline"] / "model.onnx")
-    write_iris_mlp(dirs["iris-mlp"] / "model.onnx")
     typed = typed_graph()
     onnx.checker.check_model(typed)
-    onnx.save_model(typed, dirs["typed"] / "model.onnx")
+    onnx.save_model(typed, path)
+
+
+def write(out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
+    """Write the ONNX samples (or ``only`` those) under ``out/onnx/``.
+
+    Returns name -> model directory. ``iris-mlp`` alone needs torch.
+    """
+    import onnx
+
+    writers = {
+        "iris-pipeline": lambda path: onnx.save_model(iris_pipeline_onnx(), path),
+        "iris-mlp": write_iris_mlp,
+        "typed": write_typed,
+    }
+    dirs = {name: out / "onnx" / name for name in chosen(NAMES, only)}
+    for name, directory in dirs.items():
+        directory.mkdir(parents=True, exist_ok=True)
+        writers[name](directory / "model.onnx")
     return dirs

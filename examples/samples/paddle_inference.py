@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,7 @@ SPECS = {
     ),
 }
 LEGACY = "-legacy"
+NAMES = (*SPECS, *(f"{name}{LEGACY}" for name in SPECS))
 
 
 def train_iris_mlp() -> IrisMLP:
@@ -125,19 +127,34 @@ def _write_legacy(layers: dict[str, paddle.nn.Layer], root: Path) -> dict[str, P
     return {f"{name}{LEGACY}": root / f"{name}{LEGACY}" for name in layers}
 
 
-def write(out: Path) -> dict[str, Path]:
-    """Write every Paddle sample under ``out/paddle``; return name -> model directory."""
+def write(out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
+    """Write the Paddle samples (or ``only`` those) under ``out/paddle``.
+
+    Returns name -> model directory.
+    """
+    from samples import chosen
+
     root = out / "paddle"
-    layers = {"iris-mlp": train_iris_mlp(), "two-io": two_in_two_out()}
-    samples = {name: save(layer, name, root / name) for name, layer in layers.items()}
-    samples.update(_write_legacy(layers, root))
+    wanted = chosen(NAMES, only)
+    makers = {"iris-mlp": train_iris_mlp, "two-io": two_in_two_out}
+    needed = {name.removesuffix(LEGACY) for name in wanted}
+    layers = {name: make() for name, make in makers.items() if name in needed}
+    samples = {
+        name: save(layer, name, root / name) for name, layer in layers.items() if name in wanted
+    }
+    legacy = {name: layer for name, layer in layers.items() if f"{name}{LEGACY}" in wanted}
+    if legacy:
+        samples.update(_write_legacy(legacy, root))
     return samples
 
 
 def _legacy_main(weights: Path, root: Path) -> None:
     """In the child (PIR off): rebuild each layer from its weights and save it."""
     arrays = np.load(weights)
+    written = {key.split(":", 1)[0] for key in arrays.files}
     for name, (cls, _specs) in SPECS.items():
+        if name not in written:
+            continue
         layer = cls()
         prefix = f"{name}:"
         layer.set_state_dict(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from typing import Any
 CONVERTER_SKLEARN_VERSION = "1.9.0"
 
 HAND_WRITTEN = Path(__file__).resolve().parent / "pmml"
+NAMES = ("iris", "diabetes", "fruit")
 
 
 @contextlib.contextmanager
@@ -89,14 +90,23 @@ def diabetes_pipeline() -> Any:
     )
 
 
-def write(out: Path) -> dict[str, Path]:
-    """Write the PMML samples under ``out/pmml/``; return name -> model directory."""
+def _hand_written(name: str, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HAND_WRITTEN / f"{name}.pmml", directory / "model.pmml")
+    return directory
+
+
+def write(out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
+    """Write the PMML samples (or ``only`` those) under ``out/pmml/``.
+
+    Returns name -> model directory.
+    """
+    from samples import chosen
+
     root = out / "pmml"
-    fruit = root / "fruit"
-    fruit.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(HAND_WRITTEN / "fruit.pmml", fruit / "model.pmml")
-    return {
-        "iris": _convert(iris_pipeline(), root / "iris"),
-        "diabetes": _convert(diabetes_pipeline(), root / "diabetes"),
-        "fruit": fruit,
+    samples = {
+        "iris": lambda: _convert(iris_pipeline(), root / "iris"),
+        "diabetes": lambda: _convert(diabetes_pipeline(), root / "diabetes"),
+        "fruit": lambda: _hand_written("fruit", root / "fruit"),
     }
+    return {name: samples[name]() for name in chosen(NAMES, only)}
