@@ -212,6 +212,12 @@ def test_no_model_file(case: RuntimeCase, tmp_path: Path) -> None:
     _fails(case, tmp_path, case.suffix, "README.txt")
 
 
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if not c.fixed_name],
+    ids=[c.id for c in CASES if not c.fixed_name],
+    scope="module",
+)
 def test_two_candidate_files(case: RuntimeCase, model_dir: Path, tmp_path: Path) -> None:
     target = tmp_path / "two"
     shutil.copytree(model_dir, target)
