@@ -49,7 +49,8 @@ def iris_mixed_frame() -> tuple[Any, Any]:
     return sample_models.iris_frame()
 
 
-def _sklearn_iris() -> tuple[Any, Any, Any]:
+def sklearn_iris() -> tuple[Any, Any, Any]:
+    """The iris LogisticRegression, fitted on the named columns, with its table."""
     from sklearn.linear_model import LogisticRegression
 
     X, y = tables.iris()
@@ -165,7 +166,7 @@ def write(out: Path) -> dict[str, Path]:
     if root.exists():
         shutil.rmtree(root)  # save_model refuses an existing directory
     root.mkdir(parents=True)
-    estimator, X, y = _sklearn_iris()
+    estimator, X, y = sklearn_iris()
     found = {
         "iris": _save_sklearn(estimator, X, root / "iris"),
         "iris-pickle": _save_sklearn(estimator, X, root / "iris-pickle", "pickle"),
