@@ -34,9 +34,6 @@ from . import tables
 
 # Saving a model must not reach a tracking server or MLflow's telemetry.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# MLflow's advice for logging (add type hints, an input example) is for its users, not here:
-# one sample is a PythonModel without type hints on purpose.
-warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
 
 #: The signature params of the iris-params sample, with their defaults.
 PARAMS = {"scale": 1.0, "threshold": 0.5}
@@ -160,6 +157,14 @@ def _save_python_models(root: Path) -> dict[str, Path]:
 
 def write(out: Path) -> dict[str, Path]:
     """Save every MLflow sample under ``out/mlflow``; return name -> model directory."""
+    # MLflow's advice while saving (add type hints, an input example) is for its users,
+    # not for these samples: one PythonModel has no type hints on purpose.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _write(out)
+
+
+def _write(out: Path) -> dict[str, Path]:
     import shutil
 
     root = out / "mlflow"
