@@ -54,6 +54,14 @@ def sklearn_iris() -> tuple[Any, Any, Any]:
     return LogisticRegression(max_iter=1000).fit(X, y), X, y
 
 
+def save_iris(directory: Path) -> Path:
+    """The ``iris`` sample alone (the benchmark serves it with MLServer's MLflow runtime too)."""
+    estimator, X, _ = sklearn_iris()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _save_sklearn(estimator, X, directory)
+
+
 def _save_sklearn(estimator: Any, X: Any, directory: Path, serialization: str = "skops") -> Path:
     import mlflow.sklearn
     from mlflow.models import infer_signature

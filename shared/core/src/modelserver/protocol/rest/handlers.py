@@ -262,17 +262,16 @@ class Handlers:
         name = self._only_model()
         ctx = RequestContext("mlflow-rest")
         return await self.gate.serve(
-            name, ctx, partial(self._invocations, req), headers=req.headers
+            name, ctx, partial(self._invocations, req, name), headers=req.headers
         )
 
-    async def _invocations(self, req: HttpRequest, ctx: RequestContext) -> Reply:
+    async def _invocations(self, req: HttpRequest, name: str, ctx: RequestContext) -> Reply:
         content_type = req.header(b"content-type")
         mlflow.media_type(content_type)  # 415 before the body is read
 
         def decode(body: bytes, name: str) -> InferRequest:
             return mlflow.decode_invocations_request(body, content_type, name)
 
-        name = self._only_model()
         out = await self._infer_with(req, ctx, name, decode, mlflow.encode_invocations_response)
         return 200, out, JSON, []
 
