@@ -100,6 +100,9 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
     if message["type"] == "http.disconnect":
         raise ClientDisconnected("The client left before sending the whole body")
     body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        # A chunked body (no declared length) can arrive whole in one message.
+        raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
     if not message.get("more_body", False):
         return body
     chunks = [body]
