@@ -13,12 +13,13 @@ GRPC_PORT ?= 8081
 .DEFAULT_GOAL := help
 .PHONY: help install serve test test-fast lint protos sample-models bench images clean FORCE
 
-RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver
+RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver mlflowserver
 PYPROJECTS := pyproject.toml shared/core/pyproject.toml constraints.txt \
 	$(foreach r,$(RUNTIMES),runtimes/$(r)/pyproject.toml)
 comma := ,
-# What pip installs for a runtime: onnxserver with its CPU onnxruntime.
-runtime_spec = runtimes/$(1)$(if $(filter onnxserver,$(1)),[cpu])
+# What pip installs for a runtime: onnxserver with its CPU onnxruntime, mlflowserver
+# with the flavors' frameworks.
+runtime_spec = runtimes/$(1)$(if $(filter onnxserver,$(1)),[cpu])$(if $(filter mlflowserver,$(1)),[flavors])
 # What examples/sample_models.py needs for SAMPLE: extras of ./pyproject.toml.
 FRAMEWORK := $(firstword $(subst /, ,$(SAMPLE)))
 SAMPLE_EXTRAS := samples-$(FRAMEWORK)$(if $(filter onnx/iris-mlp,$(SAMPLE)),$(comma)samples-torch)

@@ -53,6 +53,8 @@ SUBJECTS = [
     Subject("paddleserver", "paddle", "iris-mlp"),
     Subject("onnxserver", "onnx", "iris-pipeline"),
     Subject("onnxserver", "onnx", "iris-mlp"),
+    Subject("mlflowserver", "mlflow", "iris"),
+    Subject("mlflowserver", "mlflow", "iris-xgboost"),
     Subject(
         "modelserver",
         "custom",

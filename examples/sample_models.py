@@ -69,6 +69,7 @@ FRAMEWORKS = {
     "pmml": "samples.pmml",
     "paddle": "samples.paddle_inference",
     "onnx": "samples.onnx_models",
+    "mlflow": "samples.mlflow_models",
     "custom": "custom_model.train_iris",
 }
 

@@ -130,7 +130,7 @@ class ScenarioRunner:
                 server = Server(target, self.ctx.paths, sc.layout, self.ctx.log_dir)
                 self.commands[target.label] = server.argv
                 try:
-                    cold = server.start(self.ctx.expected["rows1"])
+                    cold = server.start(self.ctx.expected[f"{target.payloads}rows1"])
                 except ServerError as exc:
                     server.stop()
                     self.failed[target.label] = str(exc)
@@ -179,7 +179,7 @@ class ScenarioRunner:
 
     def _generate(self, server: Server, load: Load, seconds: int) -> GeneratorResult:
         paths, layout = self.ctx.paths, self.sc.layout
-        body = paths.payloads / load.payload
+        body = paths.payloads / f"{server.target.payloads}{load.payload}"
         if load.feature == GRPC:
             frame_bytes = self.grpc_checks.get(server.target.label)
             return run_h2load(
@@ -209,7 +209,7 @@ class ScenarioRunner:
         self.restarts[target.label] = self.restarts.get(target.label, 0) + 1
         server = Server(target, self.ctx.paths, self.sc.layout, self.ctx.log_dir)
         self.servers[target.label] = server
-        server.start(self.ctx.expected["rows1"])
+        server.start(self.ctx.expected[f"{target.payloads}rows1"])
         if target.label in self.grpc_checks:
             self.grpc_checks[target.label] = self._grpc_check(server)
         return server
@@ -218,12 +218,12 @@ class ScenarioRunner:
         if load.feature == GRPC:
             found = self.grpc_checks.get(server.target.label)
             return found or checks.Check(False, "gRPC was not verified")
-        paths = self.ctx.paths
+        paths, prefix = self.ctx.paths, server.target.payloads
         return checks.check_rest(
             server.url(load.path()),
-            (paths.payloads / load.payload).read_bytes(),
+            (paths.payloads / f"{prefix}{load.payload}").read_bytes(),
             load.headers(self.ctx.expected["binary_header_length"]),
-            self.ctx.expected[load.expected_key],
+            self.ctx.expected[f"{prefix}{load.expected_key}"],
         )
 
     def measure(self, target: Target, load: Load, rnd: int) -> RunRecord:

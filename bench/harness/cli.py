@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenarios",
         type=_csv,
         default=["main"],
-        help="main (all servers, pinned) and/or workers (ours --workers 1 vs N, CPUs shared)",
+        help="main (all servers, pinned), workers (ours --workers 1 vs N, CPUs shared) and/or "
+        "mlflow (one MLflow model: our mlflowserver vs MLServer's MLflow runtime, pinned)",
     )
     add("--workers", type=int, default=2, help="worker processes for the workers scenario")
     add("--no-pin", action="store_true", help="do not pin server and load generator to CPUs")
@@ -107,12 +108,26 @@ def main_scenario(args: argparse.Namespace, loads: list[Load]) -> Scenario:
     comparisons = [(s, b) for s in subjects for b in baselines]
     if "ours" in subjects:
         comparisons += [(s, "ours") for s in subjects if s != "ours"]
+    title = "Each server on one core, load generator on the other(s)"
+    return _scenario(args, "main", title, chosen, loads, comparisons)
+
+
+def _scenario(
+    args: argparse.Namespace,
+    name: str,
+    title: str,
+    chosen: list[targets.Target],
+    loads: list[Load],
+    comparisons: list[tuple[str, str]],
+    pin: bool = True,
+) -> Scenario:
+    """A scenario with the rounds, durations and cold starts the flags ask for."""
     return Scenario(
-        name="main",
-        title="Each server on one core, load generator on the other(s)",
+        name=name,
+        title=title,
         targets=chosen,
         loads=loads,
-        layout=system.cpu_layout(pin=not args.no_pin),
+        layout=system.cpu_layout(pin=pin and not args.no_pin),
         rounds=args.rounds,
         duration_s=args.duration,
         warmup_s=args.warmup,
@@ -126,18 +141,21 @@ def workers_scenario(args: argparse.Namespace, loads: list[Load]) -> Scenario:
     one = targets.ours("ours-w1", args.ours_args, workers=1)
     many = targets.ours(f"ours-w{n}", args.ours_args, workers=n)
     concurrent = [load for load in loads if load.concurrency > 1]
-    return Scenario(
-        name="workers",
-        title=f"Our server, --workers 1 vs {n}, server and load generator sharing all CPUs",
-        targets=[one, many],
-        loads=concurrent,
-        layout=system.cpu_layout(pin=False),
-        rounds=args.rounds,
-        duration_s=args.duration,
-        warmup_s=args.warmup,
-        cold_starts=args.cold_starts,
-        comparisons=[(many.label, one.label)],
-    )
+    title = f"Our server, --workers 1 vs {n}, server and load generator sharing all CPUs"
+    comparisons = [(many.label, one.label)]
+    return _scenario(args, "workers", title, [one, many], concurrent, comparisons, pin=False)
+
+
+#: The loads of the MLflow comparison: v2 REST JSON (what both serve), 1 and 1,000 rows.
+MLFLOW_LOADS = ("v2-1row-c1", "v2-1row-c32", "v2-1000row-json-c32")
+
+
+def mlflow_scenario(args: argparse.Namespace, loads: list[Load]) -> Scenario:
+    chosen = [targets.CATALOGUE[name]() for name in targets.MLFLOW_SERVERS]
+    title = "One MLflow model (named columns): our mlflowserver vs MLServer's MLflow runtime"
+    mlflow_loads = [load for load in loads if load.name in MLFLOW_LOADS]
+    comparisons = [(chosen[0].label, chosen[1].label)]
+    return _scenario(args, "mlflow", title, chosen, mlflow_loads, comparisons)
 
 
 def _loads(names: list[str]) -> list[Load]:
@@ -170,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             scenarios.append(main_scenario(args, loads))
         if "workers" in args.scenarios:
             scenarios.append(workers_scenario(args, loads))
+        if "mlflow" in args.scenarios:
+            scenarios.append(mlflow_scenario(args, loads))
     profiling = args.profile or args.profile_only
     venvs = sorted({t.venv for s in scenarios for t in s.targets if t.venv})
     if profiling:

@@ -23,7 +23,12 @@ from typing import Any
 from .paths import Paths
 
 #: venv name -> lock file in bench/requirements/.
-VENVS = {"kserve": "kserve.txt", "mlserver": "mlserver.txt", "tools": "tools.txt"}
+VENVS = {
+    "kserve": "kserve.txt",
+    "mlserver": "mlserver.txt",
+    "mlserver-mlflow": "mlserver-mlflow.txt",
+    "tools": "tools.txt",
+}
 #: program -> Debian package that provides it.
 APT_TOOLS = {"wrk": "wrk", "h2load": "nghttp2-client", "taskset": "util-linux"}
 STAMP = ".bench-lock"
@@ -72,7 +77,7 @@ def ensure_venv(paths: Paths, name: str) -> Path:
     wanted = _lock_hash(lock)
     if stamp.exists() and stamp.read_text() == wanted and paths.venv_bin(name).exists():
         return venv
-    if name == "mlserver" and sys.version_info >= (3, 13):
+    if name.startswith("mlserver") and sys.version_info >= (3, 13):
         raise SetupError("MLServer 1.7.1 needs Python 3.9-3.12; run the harness with one of those")
     log(f"creating {venv.relative_to(paths.repo)} from {lock.relative_to(paths.repo)}")
     _run([sys.executable, "-m", "venv", "--clear", str(venv)])

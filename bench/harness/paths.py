@@ -32,6 +32,11 @@ class Paths:
         return self.data / "model"
 
     @property
+    def mlflow_model_dir(self) -> Path:
+        """The same iris model as MLflow saves it (the MLflow comparison)."""
+        return self.data / "mlflow-model"
+
+    @property
     def payloads(self) -> Path:
         return self.data / "payloads"
 

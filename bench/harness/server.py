@@ -120,7 +120,7 @@ class Server:
             return False
 
     def _answers(self, expected: list[int]) -> bool:
-        body = (self.paths.payloads / "v2-1.json").read_bytes()
+        body = (self.paths.payloads / f"{self.target.payloads}v2-1.json").read_bytes()
         result = checks.check_rest(
             self.url("/v2/models/iris/infer"), body, checks.JSON_HEADERS, expected
         )

@@ -1,9 +1,11 @@
 """The servers under test: how to launch each one and which loads it can take.
 
 Every target serves the same model file under the name ``iris`` with one
-worker process. A target names the protocol features it lacks, with the
-reason, so the report can say what was skipped and why instead of showing an
-empty cell.
+worker process: the scikit-learn file, or for the MLflow comparison the same
+kind of model as MLflow saves it, which the MLflow targets are sent as named
+columns (their ``payloads`` prefix picks those bodies and answers). A target
+names the protocol features it lacks, with the reason, so the report can say
+what was skipped and why instead of showing an empty cell.
 """
 
 from __future__ import annotations
@@ -51,25 +53,34 @@ class Target:
     build: Callable[[Paths, Ports], Launch]
     unsupported: dict[str, str] = field(default_factory=dict)
     venv: str | None = None  # bench/.envs venv it needs (None: our .venv)
+    #: Prefix of the request bodies and expected answers its model takes ("mlflow-").
+    payloads: str = ""
 
     def supports(self, feature: str) -> bool:
         return feature not in self.unsupported
 
 
-def ours(label: str = "ours", extra_args: str = "", workers: int = 1) -> Target:
+def ours(
+    label: str = "ours", extra_args: str = "", workers: int = 1, mlflow: bool = False
+) -> Target:
+    """Our sklearnserver on the joblib file, or (``mlflow``) mlflowserver on the MLflow model."""
     extra = shlex.split(extra_args)
+    runtime = "mlflowserver" if mlflow else "sklearnserver"
 
     def build(paths: Paths, ports: Ports) -> Launch:
+        model_dir = paths.mlflow_model_dir if mlflow else paths.model_dir
         argv = [
-            str(paths.ours_python), "-m", "sklearnserver",
-            "--model_name", MODEL_NAME, "--model_dir", str(paths.model_dir),
+            str(paths.ours_python), "-m", runtime,
+            "--model_name", MODEL_NAME, "--model_dir", str(model_dir),
             "--http_port", str(ports.http), "--grpc_port", str(ports.grpc),
             "--workers", str(workers), *extra,
         ]  # fmt: skip
         return Launch(argv, paths.repo)
 
     args = " ".join([f"--workers {workers}", *extra])
-    return Target(label, "ours", f"python -m sklearnserver {args}", build)
+    return Target(
+        label, "ours", f"python -m {runtime} {args}", build, payloads="mlflow-" if mlflow else ""
+    )
 
 
 def kserve(label: str = "kserve", request_logs: bool = False) -> Target:
@@ -93,8 +104,14 @@ def kserve(label: str = "kserve", request_logs: bool = False) -> Target:
     )
 
 
-def mlserver(label: str = "mlserver", parallel_workers: int | None = 0) -> Target:
-    """MLServer with ``parallel_workers`` (None: its default, an inference pool of 1 process)."""
+def mlserver(
+    label: str = "mlserver", parallel_workers: int | None = 0, mlflow: bool = False
+) -> Target:
+    """MLServer with ``parallel_workers`` (None: its default, an inference pool of 1 process).
+
+    Its scikit-learn runtime on the joblib file, or (``mlflow``) its MLflow
+    runtime (mlserver-mlflow, in a venv of its own) on the MLflow model.
+    """
 
     def build(paths: Paths, ports: Ports) -> Launch:
         run_dir = paths.runs / label
@@ -109,26 +126,36 @@ def mlserver(label: str = "mlserver", parallel_workers: int | None = 0) -> Targe
         if parallel_workers is not None:
             settings["parallel_workers"] = parallel_workers
         (run_dir / "settings.json").write_text(json.dumps(settings, indent=2))
+        implementation, uri = "mlserver_sklearn.SKLearnModel", paths.model_dir / "model.joblib"
+        if mlflow:
+            implementation, uri = "mlserver_mlflow.MLflowRuntime", paths.mlflow_model_dir
         model_settings = {
             "name": MODEL_NAME,
-            "implementation": "mlserver_sklearn.SKLearnModel",
-            "parameters": {"uri": str(paths.model_dir / "model.joblib")},
+            "implementation": implementation,
+            "parameters": {"uri": str(uri)},
         }
         (model / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
-        return Launch([str(paths.venv_bin("mlserver", "mlserver")), "start", str(run_dir)], run_dir)
+        return Launch([str(paths.venv_bin(venv, "mlserver")), "start", str(run_dir)], run_dir)
 
+    venv = "mlserver-mlflow" if mlflow else "mlserver"
     pool = (
         "its default inference pool (parallel_workers=1: a separate process)"
         if parallel_workers is None
         else f"parallel_workers={parallel_workers} (in-process inference)"
     )
+    runtime = (
+        "mlserver-mlflow MLflowRuntime (mlflow 3.17.2)"
+        if mlflow
+        else "mlserver-sklearn SKLearnModel"
+    )
     return Target(
         label,
         "mlserver",
-        f"mlserver 1.7.1 + mlserver-sklearn SKLearnModel, {pool}",
+        f"mlserver 1.7.1 + {runtime}, {pool}",
         build,
         unsupported={V2_BINARY: MLSERVER_NO_BINARY, V1: MLSERVER_NO_V1},
-        venv="mlserver",
+        venv=venv,
+        payloads="mlflow-" if mlflow else "",
     )
 
 
@@ -157,5 +184,9 @@ CATALOGUE: dict[str, Callable[[], Target]] = {
     "mlserver-default": lambda: mlserver("mlserver-default", parallel_workers=None),
     "bare": bare,
     "kserve-logging": lambda: kserve("kserve-logging", request_logs=True),
+    "ours-mlflow": lambda: ours("ours-mlflow", mlflow=True),
+    "mlserver-mlflow": lambda: mlserver("mlserver-mlflow", mlflow=True),
 }
+#: The MLflow comparison (``--scenarios mlflow``): the same MLflow model in both.
+MLFLOW_SERVERS = ["ours-mlflow", "mlserver-mlflow"]
 DEFAULT_SERVERS = ["ours", "kserve", "mlserver", "mlserver-default", "bare"]

@@ -10,6 +10,12 @@ answers without numpy of its own.
 
 writes ``OUT_DIR/model/model.joblib`` and ``OUT_DIR/payloads/*`` (see
 ``PAYLOADS`` in bench/harness/loads.py for the names).
+
+The MLflow comparison serves ``OUT_DIR/mlflow-model/`` (the iris
+LogisticRegression as ``mlflow.sklearn.save_model`` writes it, fitted on
+named columns: examples/samples/mlflow_models.py) and sends the same rows as
+one FP64 input per column, the form an MLflow signature of named columns
+asks for (``mlflow-v2-*.json``; expected answers ``mlflow-rows*``).
 """
 
 from __future__ import annotations
@@ -60,6 +66,37 @@ def v2_json(rows: np.ndarray) -> bytes:
         ]
     }
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def v2_columns(rows: np.ndarray, names: list[str]) -> bytes:
+    """A v2 REST JSON body with one FP64 input per named column."""
+    body = {
+        "inputs": [
+            {"name": name, "shape": [len(rows)], "datatype": "FP64", "data": rows[:, i].tolist()}
+            for i, name in enumerate(names)
+        ]
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def write_mlflow(out: Path, one: np.ndarray, big: np.ndarray) -> dict[str, Any]:
+    """The MLflow model, its column bodies and its answers (MLflow's pyfunc, run here)."""
+    import mlflow.pyfunc
+    import pandas as pd
+    from samples import mlflow_models
+
+    model_dir = out / "mlflow-model"
+    if not (model_dir / "MLmodel").exists():
+        mlflow_models.save_iris(model_dir)
+    model = mlflow.pyfunc.load_model(str(model_dir))
+    names = model.metadata.get_input_schema().input_names()
+    for label, rows in (("1", one), ("1000", big)):
+        (out / "payloads" / f"mlflow-v2-{label}.json").write_bytes(v2_columns(rows, names))
+    return {
+        "mlflow_model": str(model_dir),
+        "mlflow-rows1": model.predict(pd.DataFrame(one, columns=names)).tolist(),
+        "mlflow-rows1000": model.predict(pd.DataFrame(big, columns=names)).tolist(),
+    }
 
 
 def v2_binary(rows: np.ndarray) -> tuple[bytes, int]:
@@ -118,6 +155,7 @@ def write_all(out: Path) -> dict[str, Any]:
         "rows1": model.predict(one).tolist(),
         "rows1000": model.predict(big).tolist(),
         "binary_header_length": header_length,
+        **write_mlflow(out, one, big),
     }
     (payloads / "expected.json").write_text(json.dumps(expected))
     return expected

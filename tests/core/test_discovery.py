@@ -167,3 +167,48 @@ def test_invalid_names(name: str) -> None:
 def test_names_with_line_breaks_are_rejected(name: str) -> None:
     with pytest.raises(ModelLoadError):
         validate_model_name(name)
+
+
+# -- whole file names and URIs ---------------------------------------------------------------
+
+MLMODEL = ("MLmodel",)
+
+
+def test_a_whole_file_name_is_matched_exactly(tmp_path: Path) -> None:
+    model = touch(tmp_path / "MLmodel")
+    touch(tmp_path / "model.mlmodel")  # Core ML's suffix: not MLflow's file
+    touch(tmp_path / "copyMLmodel")
+    assert find_model_file(tmp_path, MLMODEL) == model
+
+
+def test_sub_folders_with_a_whole_file_name_are_models(tmp_path: Path) -> None:
+    touch(tmp_path / "iris" / "MLmodel")
+    touch(tmp_path / "wine" / "MLmodel")
+    touch(tmp_path / "docs" / "mlmodel")
+    found = discover_models(tmp_path, "ignored", MLMODEL)
+    assert found == {"iris": tmp_path / "iris", "wine": tmp_path / "wine"}
+    touch(tmp_path / "MLmodel")
+    assert discover_models(tmp_path, "root", MLMODEL) == {"root": tmp_path}
+
+
+@pytest.mark.parametrize(
+    ("uri", "hint"),
+    [
+        ("models:/iris/1", "mlflow artifacts download"),
+        ("runs:/0a1b/model", "mlflow artifacts download"),
+        ("s3://bucket/iris", "storage initializer"),
+        ("gs://bucket/iris", "storage initializer"),
+    ],
+)
+def test_a_uri_is_refused_with_what_to_do(uri: str, hint: str) -> None:
+    with pytest.raises(ModelLoadError) as exc:
+        discover_models(uri, "m", MLMODEL)
+    message = str(exc.value)
+    assert repr(uri) in message and "is a URI, not a directory" in message
+    assert "never downloads" in message and hint in message
+
+
+def test_a_directory_whose_name_looks_like_a_uri_is_a_directory(tmp_path: Path) -> None:
+    odd = tmp_path / "models:"
+    touch(odd / "MLmodel")
+    assert discover_models(odd, "m", MLMODEL) == {"m": odd}

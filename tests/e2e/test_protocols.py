@@ -234,3 +234,11 @@ def test_v1_explain_is_refused_clearly(iris_server):
     assert "explainer" in r.json()["error"]
     r = httpx.post(f"{iris_server.http_url}/v1/models/nope:explain", json={"instances": []})
     assert r.status_code == 404 and r.json()["error"]
+
+
+def test_mlflow_scoring_routes_only_for_runtimes_that_speak_it(iris_server):
+    """sklearnserver declares no extra protocol: MLflow's paths are unknown, as JSON 404s."""
+    for method, path in (("POST", "/invocations"), ("GET", "/ping"), ("GET", "/health")):
+        reply = httpx.request(method, f"{iris_server.http_url}{path}", json={})
+        assert reply.status_code == 404, (path, reply.text)
+        assert reply.json() == {"error": "Not Found"}

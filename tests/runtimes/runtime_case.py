@@ -36,6 +36,9 @@ class RuntimeCase:
     env: dict[str, str] = field(default_factory=dict)
     #: the reason fragment (lower case) expected in the bad-width error
     width_error: str = "feature"
+    #: the model file has one fixed name (MLflow's ``MLmodel``), so no directory
+    #: can hold two candidates (``suffix`` is then that name)
+    fixed_name: bool = False
 
     @property
     def id(self) -> str:

@@ -212,9 +212,14 @@ def test_no_model_file(case: RuntimeCase, tmp_path: Path) -> None:
     _fails(case, tmp_path, case.suffix, "README.txt")
 
 
-def test_two_candidate_files(case: RuntimeCase, model_dir: Path, tmp_path: Path) -> None:
+#: Runtimes whose model file may have any name (not MLflow's fixed ``MLmodel``).
+NAMED_BY_SUFFIX = [c for c in CASES if not c.fixed_name]
+
+
+@pytest.mark.parametrize("case", NAMED_BY_SUFFIX, ids=[c.id for c in NAMED_BY_SUFFIX])
+def test_two_candidate_files(case: RuntimeCase, framework_samples, tmp_path: Path) -> None:
     target = tmp_path / "two"
-    shutil.copytree(model_dir, target)
+    shutil.copytree(framework_samples(case.framework)[case.sample], target)
     (original,) = [p for p in target.iterdir() if p.name.endswith(case.suffix)]
     shutil.copy(original, target / f"copy{case.suffix}")
     _fails(case, target, original.name, f"copy{case.suffix}")

@@ -159,3 +159,10 @@ class ModelNotImplemented(ModelServerError):
 
     http_status = 501
     grpc_code = "UNIMPLEMENTED"
+
+
+class UnsupportedMediaType(ModelServerError):
+    """The body's Content-Type is not one this endpoint reads."""
+
+    http_status = 415
+    grpc_code = "INVALID_ARGUMENT"

@@ -87,10 +87,23 @@ def decode_predict_request(body: bytes, model_name: str) -> InferRequest:
     if has_instances == has_inputs:
         raise InvalidInput("Predict request must have exactly one of 'instances' or 'inputs'")
     key = "instances" if has_instances else "inputs"
-    payload = obj[key]
     params = obj.get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput("'parameters' must be a JSON object")
+    return InferRequest(
+        model_name=model_name,
+        inputs=payload_tensors(key, obj[key]),
+        parameters=params,
+        outputs=_outputs_parameter(params),
+    )
+
+
+def payload_tensors(key: str, payload: Any) -> list[Tensor]:
+    """``instances`` or ``inputs`` (TensorFlow Serving's forms) as tensors.
+
+    Rows of values are one tensor named ``key``; rows of objects, or a
+    columnar ``inputs`` object, one tensor per column.
+    """
     if isinstance(payload, dict) and key == "inputs":
         if not payload:
             raise InvalidInput("'inputs' object must name at least one input")
@@ -112,16 +125,11 @@ def decode_predict_request(body: bytes, model_name: str) -> InferRequest:
     lengths = {t.shape[0] for t in tensors}
     if len(lengths) > 1:
         raise InvalidInput(f"Inputs have different numbers of rows: {sorted(lengths)}")
-    return InferRequest(
-        model_name=model_name,
-        inputs=tensors,
-        parameters=params,
-        outputs=_outputs_parameter(params),
-    )
+    return tensors
 
 
-def _v1_value(tensor: Tensor) -> Any:
-    """The output in its shape: numpy for orjson to write, Python values for BYTES and 0-d."""
+def output_values(tensor: Tensor) -> Any:
+    """An output in its shape: numpy for orjson to write, Python values for BYTES and 0-d."""
     data = array_to_json(tensor.data, tensor.datatype)
     if tensor.datatype == "BYTES":
         return np.asarray(data, dtype=object).reshape(tensor.shape).tolist()
@@ -138,19 +146,27 @@ def encode_predict_response(response: InferResponse) -> bytes:
     """
     outputs = response.outputs
     if len(outputs) == 1:
-        predictions: Any = _v1_value(outputs[0])
+        predictions: Any = output_values(outputs[0])
     else:
-        columns = {t.name: _v1_value(t) for t in outputs}
-        rows = {t.shape[0] if t.shape else None for t in outputs}
-        if len(rows) == 1 and None not in rows:
-            count = int(next(iter(rows)) or 0)
-            predictions = [
-                {
-                    name: value[i].tolist() if isinstance(value, np.ndarray) else value[i]
-                    for name, value in columns.items()
-                }
-                for i in range(count)
-            ]
-        else:
-            predictions = columns
+        predictions = records(outputs)
     return orjson.dumps({"predictions": predictions}, option=JSON_DUMPS_OPTIONS)
+
+
+def records(outputs: list[Tensor]) -> Any:
+    """Outputs as one object per row (``{name: value}``), or one object of whole outputs.
+
+    The whole-outputs form is for outputs that do not share a row count (or
+    are scalars), which have no rows to pair up.
+    """
+    columns = {t.name: output_values(t) for t in outputs}
+    rows = {t.shape[0] if t.shape else None for t in outputs}
+    if len(rows) != 1 or None in rows:
+        return columns
+    count = int(next(iter(rows)) or 0)
+    return [
+        {
+            name: value[i].tolist() if isinstance(value, np.ndarray) else value[i]
+            for name, value in columns.items()
+        }
+        for i in range(count)
+    ]

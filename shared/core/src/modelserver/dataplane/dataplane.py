@@ -35,9 +35,16 @@ EXTENSIONS = ("binary_tensor_data", "model_repository")
 class DataPlane:
     """The server's operations over one model repository."""
 
-    def __init__(self, repository: ModelRepository, server_name: str = "modelserver"):
+    def __init__(
+        self,
+        repository: ModelRepository,
+        server_name: str = "modelserver",
+        protocols: tuple[str, ...] = (),
+    ):
         self.repository = repository
         self.server_name = server_name
+        #: Optional REST protocols served beside v1 and v2 (``Model.protocols``).
+        self.protocols = protocols
         self.draining = False
         #: Server processes sharing the ports; repository changes need just one.
         self.workers = 1

@@ -8,6 +8,11 @@ outputs as tensors. Around it: metrics, trace phases, the client's
 disconnect (queued work of a client that left is dropped) and the in-flight
 count that unload waits for. Errors from the model's own code become a 400
 (its ``input_errors``) or a logged 500.
+
+A model whose ``compute`` returns a pandas DataFrame answers its columns as
+the outputs, and the response says so (``content_type: pd``, the v2
+convention MLServer's codecs read), so a protocol that answers tables as
+records (MLflow's) can.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from ..datatypes import datatype_of
 from ..errors import InferenceError, InvalidInput, ModelNotReady, ModelServerError, excerpt
 from ..model.base import Model
+from ..model.tabular import is_frame
 from ..observability import metrics
 from ..types import InferRequest, InferResponse, Tensor
 from .batching import Batcher, batch_key
@@ -195,6 +201,7 @@ class ServedModel:
                 model_version=self.version,
                 id=request.id,
                 outputs=self._pack(model, results, requested),
+                parameters={"content_type": "pd"} if is_frame(results) else {},
             )
         finally:
             self.inflight -= 1

@@ -29,7 +29,8 @@ class Model(abc.ABC):
     request) and ``postprocess`` (per predict call) around ``predict``.
     """
 
-    #: File suffixes this runtime loads, used by model discovery.
+    #: File suffixes this runtime loads (".onnx"), or whole file names for a format
+    #: whose file has no suffix (MLflow's "MLmodel"), used by model discovery.
     extensions: ClassVar[tuple[str, ...]] = ()
     #: Reported as ``platform`` in model metadata.
     platform: ClassVar[str] = ""
@@ -37,6 +38,9 @@ class Model(abc.ABC):
     server_name: ClassVar[str] = "modelserver"
     #: The flags this runtime takes: ``Settings`` or a subclass adding its own.
     settings_class: ClassVar[type[Settings]] = Settings
+    #: REST protocols served beside v1 and v2: "mlflow" adds MLflow's scoring
+    #: server (POST /invocations, GET /ping, GET /health; ``modelserver.codecs.mlflow``).
+    protocols: ClassVar[tuple[str, ...]] = ()
     #: Exceptions from the model's code that mean the input was wrong (answered 400).
     input_errors: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, IndexError)
     #: Whether concurrent requests may share one predict call (rows stacked);

@@ -4,6 +4,12 @@ A directory holding model files is one model; a directory holding only
 sub-folders with model files is one model per sub-folder (multi-model).
 Nothing found, or several candidates that could each be the model, is a
 startup error that lists what was there.
+
+A runtime names its model files by suffix (``.onnx``, matched in any case)
+or, for formats whose file has a fixed name and no suffix, by that whole
+name (MLflow's ``MLmodel``, matched exactly). A ``--model_dir`` that is a
+URI (``s3://...``, MLflow's ``models:/...``) is refused with what to do
+instead: the server reads local files and never downloads.
 """
 
 from __future__ import annotations
@@ -42,11 +48,38 @@ Accept = Callable[[Path], bool]
 def _candidates(
     directory: Path, extensions: Iterable[str], accept: Accept | None = None
 ) -> list[Path]:
-    suffixes = tuple(e.lower() for e in extensions)
+    """Files named by ``extensions``: a suffix (".onnx", any case) or a whole name ("MLmodel")."""
+    suffixes = tuple(e.lower() for e in extensions if e.startswith("."))
+    names = {e for e in extensions if not e.startswith(".")}
     return sorted(
         p
         for p in directory.iterdir()
-        if p.is_file() and p.name.lower().endswith(suffixes) and (accept is None or accept(p))
+        if p.is_file()
+        and (p.name in names or p.name.lower().endswith(suffixes))
+        and (accept is None or accept(p))
+    )
+
+
+#: A URI scheme of two or more letters (one letter is a Windows drive) and ``:/``.
+URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]+):/")
+
+
+def refuse_uri(model_dir: str | Path) -> None:
+    """ModelLoadError saying what to do when ``--model_dir`` is a URI, not a directory."""
+    text = str(model_dir)
+    found = URI.match(text)
+    if found is None or Path(text).exists():
+        return
+    hint = "KServe's storage initializer does this for an InferenceService's storageUri"
+    if found.group("scheme").lower() in ("models", "runs", "mlflow-artifacts"):
+        hint = (
+            "for an MLflow URI: mlflow artifacts download --artifact-uri "
+            f"'{text}' --dst-path DIR, where the tracking server is reachable"
+        )
+    raise ModelLoadError(
+        f"--model_dir {text!r} is a URI, not a directory: this server reads models from local "
+        "files and never downloads them (nor contacts a tracking server or model registry). "
+        f"Download the model first ({hint}) and pass that directory."
     )
 
 
@@ -75,6 +108,7 @@ def discover_models(
     model_dir: str | Path, model_name: str, extensions: Iterable[str], accept: Accept | None = None
 ) -> dict[str, Path]:
     """Map each model name to its directory: one model, or one per sub-folder."""
+    refuse_uri(model_dir)
     root = Path(model_dir)
     extensions = tuple(extensions)
     if not root.is_dir():

@@ -111,7 +111,9 @@ def prepare_server(
             reason = excerpt(str(exc), 2000)
             raise CannotStart(f"loading the model failed: {type(exc).__name__}: {reason}") from None
         raise
-    dataplane = DataPlane(repository, server_name=model_class.server_name)
+    dataplane = DataPlane(
+        repository, server_name=model_class.server_name, protocols=model_class.protocols
+    )
     dataplane.workers = settings.workers
     return ModelServer(dataplane, settings, http_socket, tokens, reuse_port), executor
 

@@ -7,7 +7,8 @@ import alone is a third of a cold start. A request is matched against the
 route table, authenticated unless it is a probe, answered by its handler,
 and written as two ASGI messages. Every error, ours or routing's, leaves
 through ``error_reply`` as ``{"error": "..."}`` with the architecture's
-status, and the connection stays open.
+status (MLflow's ``{"error_code", "message"}`` on MLflow's own route), and
+the connection stays open.
 """
 
 from __future__ import annotations
@@ -20,18 +21,31 @@ from typing import Any
 
 import orjson
 
+from ...codecs import mlflow
 from ...dataplane.dataplane import DataPlane
 from ...dataplane.gate import InferenceGate
 from ...errors import MethodNotAllowed, ModelServerError, RouteNotFound
 from .handlers import JSON, Handlers, HttpRequest, Reply, header
-from .routes import RouteTable
+from .routes import MLFLOW, RouteTable
 
 logger = logging.getLogger("modelserver.rest")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+#: Error bodies of the optional protocols whose clients expect their own shape.
+ERROR_BODIES: dict[str, Callable[[int, str], bytes]] = {MLFLOW: mlflow.encode_error}
 
-def error_reply(exc: ModelServerError, method: str = "", path: str = "") -> Reply:
+
+def _error_body(status: int, message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def error_reply(
+    exc: ModelServerError,
+    method: str = "",
+    path: str = "",
+    body: Callable[[int, str], bytes] = _error_body,
+) -> Reply:
     """The one mapping from an error to its REST answer, logged by severity.
 
     Routing errors (404 for an unknown path, 405) are not logged: scanners
@@ -44,7 +58,7 @@ def error_reply(exc: ModelServerError, method: str = "", path: str = "") -> Repl
     extra: list[tuple[bytes, bytes]] = []
     if isinstance(exc, MethodNotAllowed):
         extra.append((b"allow", ", ".join(exc.allowed).encode()))
-    return status, orjson.dumps({"error": exc.message}), JSON, extra
+    return status, body(status, exc.message), JSON, extra
 
 
 def internal_error_reply(exc: BaseException, method: str, path: str) -> Reply:
@@ -72,7 +86,7 @@ class RestApp:
         max_body_size: int = 100 * 1024 * 1024,
         docs: bool = False,
     ) -> None:
-        self.routes = RouteTable(docs=docs)
+        self.routes = RouteTable(docs=docs, protocols=dataplane.protocols)
         self.handlers = Handlers(dataplane, gate, max_body_size, self.routes)
         self.policy = gate.policy
         # Bound once: a handler lookup per request is a dict access.
@@ -112,4 +126,10 @@ class RestApp:
         if self.policy.auth_on and not route.probe:
             self.policy.authenticate(header(scope["headers"], b"authorization"))
         request = HttpRequest(method, path, scope["headers"], receive, params)
-        return await self._handlers[route.handler](request)  # type: ignore[no-any-return]
+        try:
+            return await self._handlers[route.handler](request)  # type: ignore[no-any-return]
+        except ModelServerError as exc:
+            body = ERROR_BODIES.get(route.protocol)
+            if body is None:
+                raise
+            return error_reply(exc, method, path, body)

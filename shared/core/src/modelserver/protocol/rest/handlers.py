@@ -18,11 +18,17 @@ from typing import Any
 import orjson
 
 from ... import __version__
-from ...codecs import v1, v2_rest
+from ...codecs import mlflow, v1, v2_rest
 from ...dataplane.context import RequestContext
 from ...dataplane.dataplane import DataPlane
 from ...dataplane.gate import InferenceGate
-from ...errors import ClientDisconnected, InvalidInput, ModelNotImplemented, PayloadTooLarge
+from ...errors import (
+    ClientDisconnected,
+    InvalidInput,
+    ModelNotImplemented,
+    PayloadTooLarge,
+)
+from ...types import InferRequest, InferResponse
 from .routes import RouteTable
 
 JSON = b"application/json"
@@ -41,6 +47,11 @@ LIVE = orjson.dumps({"live": True})
 READY = orjson.dumps({"ready": True})
 NOT_READY = orjson.dumps({"ready": False})
 ALIVE = orjson.dumps({"status": "alive"})
+#: MLflow's scoring server answers its health checks with a newline.
+PING = b"\n"
+
+#: A protocol's body -> the request, for the model of this name.
+Decode = Callable[[bytes, str], InferRequest]
 
 
 @dataclass(slots=True)
@@ -89,6 +100,9 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
     if message["type"] == "http.disconnect":
         raise ClientDisconnected("The client left before sending the whole body")
     body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        # A chunked body (no declared length) can arrive whole in one message.
+        raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
     if not message.get("more_body", False):
         return body
     chunks = [body]
@@ -212,25 +226,71 @@ class Handlers:
         )
 
     async def _predict_v1(self, req: HttpRequest, ctx: RequestContext) -> Reply:
-        name = req.name
+        out = await self._infer_with(
+            req, ctx, req.name, v1.decode_predict_request, v1.encode_predict_response
+        )
+        return 200, out, JSON, []
+
+    async def _infer_with(
+        self,
+        req: HttpRequest,
+        ctx: RequestContext,
+        name: str,
+        decode: Decode,
+        encode: Callable[[InferResponse], bytes],
+    ) -> bytes:
+        """A JSON protocol's inference: read, decode, infer, encode (each phase traced)."""
         self.repository.get_ready(name)
         body = await self.body(req)
         ctx.disconnected = partial(wait_for_disconnect, req.receive)
         trace = ctx.trace
         t0 = time.time_ns() if trace is not None else 0
-        request = v1.decode_predict_request(body, name)
+        request = decode(body, name)
         if trace is not None:
             trace.phase("decode", t0, time.time_ns())
         response = await self.dataplane.infer(request, ctx)
         t2 = time.time_ns() if trace is not None else 0
-        out = v1.encode_predict_response(response)
+        out = encode(response)
         if trace is not None:
             trace.phase("encode", t2, time.time_ns())
-        return 200, out, JSON, []
+        return out
 
     async def explain_v1(self, req: HttpRequest) -> Reply:
         self.repository.get(req.name)
         raise ModelNotImplemented(f"Model {req.name} has no explainer; only :predict is served")
+
+    # -- MLflow's scoring server (Model.protocols has "mlflow") ------------------------------
+
+    async def invocations(self, req: HttpRequest) -> Reply:
+        name = self._only_model()
+        ctx = RequestContext("mlflow-rest")
+        return await self.gate.serve(
+            name, ctx, partial(self._invocations, req, name), headers=req.headers
+        )
+
+    async def _invocations(self, req: HttpRequest, name: str, ctx: RequestContext) -> Reply:
+        content_type = req.header(b"content-type")
+        mlflow.media_type(content_type)  # 415 before the body is read
+
+        def decode(body: bytes, name: str) -> InferRequest:
+            return mlflow.decode_invocations_request(body, content_type, name)
+
+        out = await self._infer_with(req, ctx, name, decode, mlflow.encode_invocations_response)
+        return 200, out, JSON, []
+
+    def _only_model(self) -> str:
+        """The model /invocations scores: MLflow's protocol names none, so there must be one."""
+        names = list(self.repository.models)
+        if len(names) != 1:
+            raise InvalidInput(
+                f"/invocations scores the server's only model, but it serves {len(names)}: "
+                f"{', '.join(names)}; use /v2/models/{{name}}/infer (or /v1/models/{{name}}"
+                ":predict) for each"
+            )
+        return names[0]
+
+    async def ping(self, req: HttpRequest) -> Reply:
+        return (200 if self.dataplane.ready() else 503), PING, JSON, []
 
     # -- repository extension ----------------------------------------------------------
 

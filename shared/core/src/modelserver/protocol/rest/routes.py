@@ -3,6 +3,8 @@
 Every path the server answers is declared here once. Dispatch, the 404/405
 answers (with ``Allow``), the probes that stay open when authentication is
 on, the access-log filter and the OpenAPI document all read this table.
+Routes of an optional protocol (MLflow's scoring server) are served only
+when the runtime's ``Model.protocols`` names it.
 Routes are tried for the request's method first, hottest first, so an
 inference request costs one regular-expression match.
 """
@@ -37,6 +39,8 @@ class Route:
     probe: bool = False
     #: Served only with ``--enable_docs_url``.
     docs_only: bool = False
+    #: The optional protocol this route belongs to ("mlflow"); "" for the ones always served.
+    protocol: str = ""
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -52,6 +56,8 @@ def _compiled(template: str, _cache: dict[str, re.Pattern[str]] = {}) -> re.Patt
         pattern = _cache[template] = re.compile(body + r"\Z")
     return pattern
 
+
+MLFLOW = "mlflow"
 
 #: Every route, the hottest first within each method.
 ROUTES: tuple[Route, ...] = (
@@ -85,7 +91,14 @@ ROUTES: tuple[Route, ...] = (
     Route("repository_unload", "POST", "/v2/repository/models/{name_any}/unload", "Unload a model"),
     Route("openapi", "GET", "/openapi.json", "This document", docs_only=True),
     Route("docs", "GET", "/docs", "Interactive documentation", docs_only=True),
+    # MLflow's scoring server (``mlflow models serve``), for runtimes that speak it.
+    Route("invocations", "POST", "/invocations", "MLflow scoring", protocol=MLFLOW),
+    Route("ping", "GET", "/ping", "MLflow scoring server health", probe=True, protocol=MLFLOW),
+    Route("ping", "GET", "/health", "MLflow scoring server health", probe=True, protocol=MLFLOW),
 )
+
+#: Every optional protocol a route belongs to.
+PROTOCOLS = frozenset(route.protocol for route in ROUTES if route.protocol)
 
 #: Methods answered like GET without a body.
 _AS_GET = {"HEAD": "GET"}
@@ -94,8 +107,17 @@ _AS_GET = {"HEAD": "GET"}
 class RouteTable:
     """Matches a request's method and path to a route and its path parameters."""
 
-    def __init__(self, routes: tuple[Route, ...] = ROUTES, docs: bool = False) -> None:
-        self.routes = tuple(r for r in routes if docs or not r.docs_only)
+    def __init__(
+        self,
+        routes: tuple[Route, ...] = ROUTES,
+        docs: bool = False,
+        protocols: frozenset[str] | tuple[str, ...] = (),
+    ) -> None:
+        self.routes = tuple(
+            r
+            for r in routes
+            if (docs or not r.docs_only) and (not r.protocol or r.protocol in protocols)
+        )
         self._by_method: dict[str, list[tuple[re.Pattern[str], Route]]] = {}
         for route in self.routes:
             self._by_method.setdefault(route.method, []).append((route.pattern, route))
@@ -150,7 +172,7 @@ class RouteTable:
 
 
 def is_probe(method: str, path: str, _table: list[RouteTable] = []) -> bool:  # noqa: B006
-    """``RouteTable().is_probe`` over the default routes (for the access-log filter)."""
+    """``RouteTable().is_probe`` over every route (for the access-log filter)."""
     if not _table:
-        _table.append(RouteTable())
+        _table.append(RouteTable(protocols=PROTOCOLS))
     return _table[0].is_probe(method, path)
