@@ -110,8 +110,12 @@ def prepare_server(
             reason = excerpt(str(exc), 2000)
             raise CannotStart(f"loading the model failed: {type(exc).__name__}: {reason}") from None
         raise
-    dataplane = DataPlane(repository, server_name=model_class.server_name)
-    dataplane.workers = settings.workers
+    dataplane = DataPlane(
+        repository,
+        server_name=model_class.server_name,
+        workers=settings.workers,
+        shared_memory=settings.allow_shared_memory,
+    )
     return ModelServer(dataplane, settings, http_socket, tokens, reuse_port), executor
 
 
