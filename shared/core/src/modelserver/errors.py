@@ -85,6 +85,13 @@ class PayloadTooLarge(ModelServerError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class UnsupportedMediaType(ModelServerError):
+    """The request body comes in an encoding this server cannot read."""
+
+    http_status = 415
+    grpc_code = "INVALID_ARGUMENT"
+
+
 class Unauthenticated(ModelServerError):
     """No valid credentials were presented while authentication is on."""
 
