@@ -1,13 +1,15 @@
-"""PMML samples: two written by the standard converter (sklearn2pmml), one by hand.
+"""PMML samples: two written by the standard converter (sklearn2pmml), two by hand.
 
 PMML files come from other tools, so the runtime is tested on what a real
-converter writes, and on a hand-written file for what converters from
+converter writes, and on hand-written files for what converters from
 scikit-learn never write (a string categorical input, an integer input, a
-tree with an explicit invalid-value treatment)::
+tree with an explicit invalid-value treatment; outputs declared under names
+of the file's own, as in KServe's pmmlserver example)::
 
     OUT/pmml/iris/model.pmml       LogisticRegression on iris: 4 double fields, string target
     OUT/pmml/diabetes/model.pmml   LinearRegression of diabetes progression on bmi (one field)
     OUT/pmml/fruit/model.pmml      TreeModel, copied from examples/samples/pmml/fruit.pmml
+    OUT/pmml/iris-tree/model.pmml  TreeModel on iris, from examples/samples/pmml/iris-tree.pmml
 
 sklearn2pmml starts a JVM per conversion (about 1-2 s each). Its converter
 (jpmml-sklearn 1.9.41) refuses pickles from scikit-learn releases newer than
@@ -92,11 +94,13 @@ def diabetes_pipeline() -> Any:
 def write(out: Path) -> dict[str, Path]:
     """Write the PMML samples under ``out/pmml/``; return name -> model directory."""
     root = out / "pmml"
-    fruit = root / "fruit"
-    fruit.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(HAND_WRITTEN / "fruit.pmml", fruit / "model.pmml")
+    copied = {}
+    for name in ("fruit", "iris-tree"):
+        copied[name] = root / name
+        copied[name].mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(HAND_WRITTEN / f"{name}.pmml", copied[name] / "model.pmml")
     return {
         "iris": _convert(iris_pipeline(), root / "iris"),
         "diabetes": _convert(diabetes_pipeline(), root / "diabetes"),
-        "fruit": fruit,
+        **copied,
     }
