@@ -7,10 +7,11 @@ inputs are the columns of one DataFrame), ``str`` (UTF-8 strings), ``base64``
 A request built with ``mlserver.codecs`` reaches the model as MLServer would
 hand it over: strings and datetimes as N rows of one value (a 1-D array when
 the tensor is ``[N]`` or ``[N, 1]``), base64 decoded to the bytes it encodes.
-Answers to such a request mark their outputs the way MLServer's runtimes do
-(``np`` for arrays, ``str`` for text when the request was text), so
-``NumpyRequestCodec.decode_response`` and friends read them back. A request
-without content types costs nothing here.
+Answers to such a request mark their outputs as MLServer's codecs would
+encode them: ``np`` for arrays of numbers and ``str`` for text (MLServer's
+numpy codec reads BYTES back as fixed-width buffers, which garbles strings
+of different lengths), so ``NumpyRequestCodec.decode_response`` and friends
+read them back. A request without content types costs nothing here.
 """
 
 from __future__ import annotations
@@ -113,7 +114,6 @@ def output_content_types(request: InferRequest, outputs: list[Tensor]) -> None:
     """Mark the outputs as MLServer's runtimes do, for a request that used content types."""
     if not uses_content_types(request):
         return
-    text = content_type(request.parameters) == STRING
     for tensor in outputs:
-        kind = STRING if text and tensor.datatype == "BYTES" else NUMPY
+        kind = STRING if tensor.datatype == "BYTES" else NUMPY
         tensor.parameters = {**tensor.parameters, CONTENT_TYPE: kind}

@@ -35,7 +35,7 @@ def default_inputs(request: InferRequest, missing_ok: bool = False) -> ModelInpu
     kind = content_types.content_type(request.parameters)
     if len(inputs) == 1 and kind != content_types.PANDAS:
         tensor = inputs[0]
-        if tensor.parameters:
+        if tensor.parameters or kind is not None:
             _check_missing(tensor, missing_ok)
             decoded = content_types.decode(tensor, kind)
             if decoded is not None:
