@@ -108,6 +108,12 @@ class ServerProcess:
         self.stop()
 
 
+def serving(module: str, *flags: str, env: dict[str, str] | None = None):
+    """A fixture's body: ``python -m module flags...`` started, yielded, stopped."""
+    with ServerProcess(module, list(flags), env=env) as server:
+        yield server
+
+
 def run_to_exit(
     module: str, args: list[str], timeout: float = 60.0, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

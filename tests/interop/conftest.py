@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverproc import TEST_MODELS, ServerProcess
+from serverproc import TEST_MODELS, ServerProcess, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = Path(__file__).resolve().parent / "clients"
@@ -137,30 +137,20 @@ def sklearn_root(
 @pytest.fixture(scope="session")
 def sklearn_server(sklearn_root: Path) -> Iterator[ServerProcess]:
     """sklearnserver over sklearn_root, batching on and shared memory allowed."""
-    server = ServerProcess(
+    yield from serving(
         "sklearnserver",
-        [
-            "--model_name=unused",
-            f"--model_dir={sklearn_root}",
-            "--max_batch_size=8",
-            "--allow_shared_memory",
-        ],
+        "--model_name=unused",
+        f"--model_dir={sklearn_root}",
+        "--max_batch_size=8",
+        "--allow_shared_memory",
     )
-    with server:
-        yield server
 
 
 @pytest.fixture(scope="session")
 def inspect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The core serving tests/models/inspect_model.py: it says what predict received."""
-    server = ServerProcess(
-        "modelserver",
-        [
-            "--model_class=inspect_model:InspectModel",
-            "--model_name=inspect",
-            f"--model_dir={tmp_path_factory.mktemp('inspect')}",
-        ],
-        env={"PYTHONPATH": str(TEST_MODELS)},
+    model_dir = tmp_path_factory.mktemp("inspect")
+    flags = ["--model_class=inspect_model:InspectModel", "--model_name=inspect"]
+    yield from serving(
+        "modelserver", *flags, f"--model_dir={model_dir}", env={"PYTHONPATH": str(TEST_MODELS)}
     )
-    with server:
-        yield server

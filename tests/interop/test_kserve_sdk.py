@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pypmml import Model as PMML
-from serverproc import ServerProcess
+from serverproc import ServerProcess, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -144,8 +144,7 @@ def lgb_dir(framework_samples) -> Path:
 
 @pytest.fixture(scope="module")
 def lgb_server(lgb_dir: Path) -> Iterator[ServerProcess]:
-    with ServerProcess("lgbserver", ["--model_name=iris", f"--model_dir={lgb_dir}"]) as server:
-        yield server
+    yield from serving("lgbserver", "--model_name=iris", f"--model_dir={lgb_dir}")
 
 
 def _as_kserve_frames(instances: list[Any], columns: list[str]) -> pd.DataFrame:
@@ -193,20 +192,15 @@ def test_records_with_holes_are_400_for_a_model_without_missing_values(
 
 
 @pytest.fixture(scope="module")
-def pmml_dir(framework_samples) -> Path:
-    return framework_samples("pmml")["iris-tree"]
+def pmml_server(framework_samples) -> Iterator[ServerProcess]:
+    model_dir = framework_samples("pmml")["iris-tree"]
+    yield from serving("pmmlserver", "--model_name=model", f"--model_dir={model_dir}")
 
 
-@pytest.fixture(scope="module")
-def pmml_server(pmml_dir: Path) -> Iterator[ServerProcess]:
-    with ServerProcess("pmmlserver", ["--model_name=model", f"--model_dir={pmml_dir}"]) as server:
-        yield server
-
-
-def test_pmml_answers_like_kserve_pmmlserver(pmml_server, pmml_dir, kserve_client) -> None:
+def test_pmml_answers_like_kserve_pmmlserver(pmml_server, framework_samples, kserve_client):
     """KServe's pmmlserver test: instances [[5.1, 3.5, 1.4, 0.2]] answered with the target
     and the declared outputs under their names; the values are pypmml's."""
-    reference = PMML.fromFile(str(pmml_dir / "model.pmml"))
+    reference = PMML.fromFile(str(framework_samples("pmml")["iris-tree"] / "model.pmml"))
     try:
         row = dict(zip(reference.inputNames, [5.1, 3.5, 1.4, 0.2], strict=True))
         answer = reference.predict(row)
