@@ -60,7 +60,8 @@ def align_columns(
     A frame whose columns are not the model's names at all (``input-0``...) is
     taken positionally, the way an array would be. ``fill_missing``: the
     model scores missing values, so an absent feature is a column of NaN (as
-    KServe builds its DataFrame) instead of a 400.
+    KServe builds its DataFrame) instead of a 400, unless the request also
+    has columns the model does not know (a misspelt name, most likely).
     """
     if not names or not is_frame(frame):
         return frame
@@ -71,10 +72,12 @@ def align_columns(
     if not present & set(names):
         return frame
     missing = [n for n in names if n not in present]
-    if missing and not fill_missing:
+    unknown = [c for c in columns if c not in set(names)]
+    if missing and (unknown or not fill_missing):
+        extra = f" (unknown: {', '.join(unknown)})" if unknown else ""
         raise InvalidInput(
             f"Model '{model}' needs feature {', '.join(repr(n) for n in missing)}; "
-            f"got {', '.join(columns)}"
+            f"got {', '.join(columns)}{extra}"
         )
     if missing:
         return frame.reindex(columns=list(names))

@@ -73,10 +73,11 @@ def decode(body: bytes, header: str | None, limit: int) -> bytes:
     for name in reversed(codings):
         if name in ("gzip", "x-gzip"):
             body = _inflate_checked(body, _GZIP, "gzip", limit)
-        elif body[:1] and (body[0] & 0x0F) == 8 and int.from_bytes(body[:2], "big") % 31 == 0:
-            body = _inflate_checked(body, _ZLIB, "deflate", limit)
-        else:
-            # Some clients send bare deflate data under "deflate".
+            continue
+        # HTTP's deflate is zlib-framed; some clients send bare deflate data under it.
+        try:
+            body = _inflate(body, _ZLIB, "deflate", limit)
+        except zlib.error:
             body = _inflate_checked(body, _RAW, "deflate", limit)
     return body
 
