@@ -108,6 +108,12 @@ class ServerProcess:
         self.stop()
 
 
+def serving(module: str, *flags: str, env: dict[str, str] | None = None):
+    """A fixture's body: ``python -m module flags...`` started, yielded, stopped."""
+    with ServerProcess(module, list(flags), env=env) as server:
+        yield server
+
+
 def run_to_exit(
     module: str, args: list[str], timeout: float = 60.0, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -168,3 +174,17 @@ def metric(server: ServerProcess, name: str, model: str | None = None) -> float:
         for sample in family.samples
         if sample.name == name and (model is None or sample.labels.get("model") == model)
     )
+
+
+def grpc_output(response, index: int = 0) -> list:
+    """Output ``index`` of a ModelInferResponse as a flat list (the server answers raw)."""
+    import math
+
+    from modelserver.codecs.tensor_data import array_from_raw
+
+    out = response.outputs[index]
+    shape = tuple(out.shape)
+    data = array_from_raw(
+        response.raw_output_contents[index], out.datatype, shape, math.prod(shape), out.name
+    )
+    return data.reshape(-1).tolist()

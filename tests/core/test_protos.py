@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+import tritonclient.grpc.model_config_pb2 as triton_config_pb
 import tritonclient.grpc.service_pb2 as triton_pb
 from codec_strategies import DATATYPES, ROUND_TRIP, arrays, assert_same_tensor_data
 from google.protobuf import descriptor_pool, json_format
@@ -130,16 +131,34 @@ def _compare(ours: Descriptor, theirs: Descriptor) -> list[str]:
 
 
 def test_every_message_matches_tritonclient_field_by_field() -> None:
+    """Ours against tritonclient's service and model-configuration messages."""
     ours = pb.ModelInferRequest.DESCRIPTOR.file
-    theirs = triton_pb.DESCRIPTOR
-    assert ours.package == theirs.package == "inference"
+    theirs = {**triton_config_pb.DESCRIPTOR.message_types_by_name}
+    theirs.update(triton_pb.DESCRIPTOR.message_types_by_name)
+    assert ours.package == triton_pb.DESCRIPTOR.package == "inference"
     problems = []
     for name, message in ours.message_types_by_name.items():
-        if name not in theirs.message_types_by_name:
+        if name not in theirs:
             problems.append(f"{name} missing in tritonclient")
             continue
-        problems += _compare(message, theirs.message_types_by_name[name])
+        problems += _compare(message, theirs[name])
     assert problems == []
+
+
+def test_enums_match_tritonclient_value_by_value() -> None:
+    ours = pb.ModelInferRequest.DESCRIPTOR.file
+    theirs = triton_config_pb.DESCRIPTOR
+    enums = [(e, theirs.enum_types_by_name[e.name]) for e in ours.enum_types_by_name.values()]
+    enums.append(
+        (
+            pb.message_class("inference.ModelInput").DESCRIPTOR.enum_types_by_name["Format"],
+            theirs.message_types_by_name["ModelInput"].enum_types_by_name["Format"],
+        )
+    )
+    for mine, other in enums:
+        assert [(v.name, v.number) for v in mine.values] == [
+            (v.name, v.number) for v in other.values
+        ], mine.full_name
 
 
 def test_service_methods_match_tritonclient() -> None:

@@ -94,3 +94,27 @@ def test_batching_kept_with_a_batch_dimension_and_dropped_without() -> None:
     fixed.load()
     assert fixed.batcher is None
     assert fixed.ready
+
+
+class OneFeature(TensorModel):
+    """Rows of one value in, the value doubled out."""
+
+    def load(self) -> None:
+        self.declare([TensorSpec("x", "FP32", (-1, 1))], [TensorSpec("y", "FP32", (-1, 1))])
+
+    def run(self, feeds: Feeds, names: Sequence[str]) -> list[np.ndarray]:
+        return [feeds["x"] * 2]
+
+
+def test_single_values_are_rows_of_a_one_value_input() -> None:
+    """A v1 list of numbers is 1-D: for an input of rows of one value it is N such rows."""
+    model = OneFeature("one")
+    model.load()
+    feeds = model.preprocess(_request(_tensor("x", "FP64", np.array([1.0, 2.0, 3.0]))))
+    assert feeds["x"].shape == (3, 1)
+    assert model.preprocess(_request(_tensor("x", "FP32", np.ones(1))))["x"].shape == (1, 1)
+    graph = _started()
+    one_row = graph.preprocess(
+        _request(_tensor("a", "FP32", np.ones(2)), _tensor("b", "INT64", np.ones(1, np.int64)))
+    )
+    assert one_row["a"].shape == (1, 2)  # still one example without its batch dimension

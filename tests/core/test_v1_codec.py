@@ -28,12 +28,12 @@ def as_text(values: list[Any]) -> list[str]:
 # -- decoding ------------------------------------------------------------------------------
 
 
-def test_list_of_scalars_is_a_column_of_rows() -> None:
+def test_list_of_scalars_is_n_rows_of_one_value() -> None:
+    """1-D, as KServe hands it over: a text pipeline takes strings this way."""
     (t,) = decode({"instances": [1, 2, 3]}).inputs
     assert t.name == "instances"
-    assert (t.datatype, t.shape) == ("INT64", (3, 1))
-    assert t.data.shape == (3, 1)
-    assert t.data.tolist() == [[1], [2], [3]]
+    assert (t.datatype, t.shape) == ("INT64", (3,))
+    assert t.data.tolist() == [1, 2, 3]
 
 
 def test_list_of_rows_keeps_its_shape() -> None:
@@ -62,7 +62,7 @@ def test_datatypes_follow_the_json_values(rows: list[Any], datatype: str) -> Non
 
 def test_strings_become_bytes_tensors() -> None:
     (t,) = decode({"instances": ["a", "é"]}).inputs
-    assert (t.datatype, t.shape) == ("BYTES", (2, 1))
+    assert (t.datatype, t.shape) == ("BYTES", (2,))
     assert t.data.dtype == object
     assert as_text(t.data.reshape(-1).tolist()) == ["a", "é"]
 
@@ -84,6 +84,45 @@ def test_rows_as_objects_become_one_tensor_per_column() -> None:
     assert (by_name["n"].datatype, by_name["n"].data.tolist()) == ("INT64", [1, 2])
     assert (by_name["ok"].datatype, by_name["ok"].data.tolist()) == ("BOOL", [True, False])
     assert all(t.shape == (2,) for t in request.inputs)
+
+
+def test_rows_lacking_a_column_have_holes_as_pandas_would() -> None:
+    """KServe's lgbserver takes such rows (a DataFrame with NaN); the holes are counted."""
+    request = decode({"instances": [{"a": 1, "b": 2.5}, {"a": 3}, {"c": 4}]})
+    by_name = {t.name: t for t in request.inputs}
+    assert list(by_name) == ["a", "b", "c"]
+    assert by_name["a"].data.tolist()[:2] == [1.0, 3.0] and np.isnan(by_name["a"].data[2])
+    assert by_name["a"].parameters == {"missing_values": 1}
+    assert by_name["b"].parameters == {"missing_values": 2}
+    assert np.isnan(by_name["c"].data[:2]).all() and by_name["c"].data[2] == 4
+    assert all(t.datatype == "FP64" and t.shape == (3,) for t in request.inputs)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # each instance an object of columns by row label (pandas' to_dict())
+        {"instances": [{"a": {"0": 1}, "b": {"0": 2}}, {"a": {"0": 3}, "b": {"0": 4}}]},
+        {"inputs": [{"a": {"0": 1, "1": 3}, "b": {"0": 2, "1": 4}}]},
+        # the whole table so
+        {"instances": {"a": {"0": 1, "1": 3}, "b": {"0": 2, "1": 4}}},
+        {"inputs": {"a": {"x": 1, "y": 3}, "b": {"x": 2, "y": 4}}},
+        # each instance a list of row objects
+        {"instances": [[{"a": 1, "b": 2}, {"a": 3, "b": 4}]]},
+        {"instances": [[{"a": 1, "b": 2}], [{"a": 3, "b": 4}]]},
+    ],
+)
+def test_kserve_dataframe_shapes(body: dict[str, Any]) -> None:
+    request = decode(body)
+    assert [(t.name, t.data.tolist()) for t in request.inputs] == [("a", [1, 3]), ("b", [2, 4])]
+
+
+def test_row_objects_lists_with_one_column_each_are_rows_with_holes() -> None:
+    """KServe's lgbserver test: each dict of the instance is a row of its own."""
+    request = decode({"instances": [[{"a": 1.5}, {"b": 2.5}]]})
+    a, b = request.inputs
+    assert a.data[0] == 1.5 and np.isnan(a.data[1])
+    assert np.isnan(b.data[0]) and b.data[1] == 2.5
 
 
 def test_rows_as_objects_with_list_values() -> None:
@@ -125,17 +164,18 @@ BAD: dict[str, tuple[Any, str]] = {
     "neither key": ({"data": [1]}, "exactly one of"),
     "empty instances": ({"instances": []}, "must not be empty"),
     "empty inputs object": ({"inputs": {}}, "at least one input"),
-    "instances as object": ({"instances": {"a": [1]}}, "must be a list$"),
+    "instances as object of lists": ({"instances": {"a": [1]}}, "must be a list"),
     "instances as scalar": ({"instances": 3}, "must be a list"),
     "inputs as string": ({"inputs": "x"}, "list or an object"),
     "ragged rows": ({"instances": [[1, 2], [3]]}, "not a regular array"),
     "ragged deeper": ({"instances": [[[1], [2]], [[3]]]}, "not a regular array"),
-    "objects with differing keys": ({"instances": [{"a": 1}, {"b": 2}]}, "row 1 has keys"),
-    "objects with a missing key": ({"instances": [{"a": 1, "b": 2}, {"a": 1}]}, "row 1 has keys"),
+    "text with a hole": ({"instances": [{"a": "x"}, {"b": 2}]}, "'a' has no value in row 1"),
+    "list values with a hole": ({"instances": [{"a": [1]}, {"b": 2}]}, "'a' has no value"),
+    "object rows of non-objects": ({"instances": [[{"a": 1}, 2]]}, "mixes objects"),
     "objects then a list": ({"instances": [{"a": 1}, [1]]}, "mixes objects and non-objects"),
     "a list then objects": ({"instances": [[1], {"a": 1}]}, "not a regular array|mixes"),
     "null value": ({"instances": [1, None]}, "mixes values"),
-    "object value": ({"instances": [{"a": {"b": 1}}]}, "mixes values"),
+    "object value among others": ({"instances": [{"a": {"b": 1}, "c": 1}]}, "mixes values"),
     "columns of different lengths": ({"inputs": {"a": [1, 2], "b": [1]}}, "different numbers"),
     "row columns of different lengths": ({"instances": [{"a": [1, 2]}, {"a": [3]}]}, "regular"),
     "parameters not an object": ({"instances": [1], "parameters": [1]}, "'parameters'"),

@@ -28,7 +28,7 @@ import joblib
 import numpy as np
 import pytest
 from modelserver import protos as M
-from serverproc import ServerProcess, run_to_exit
+from serverproc import ServerProcess, grpc_output, run_to_exit
 
 pytestmark = pytest.mark.e2e
 
@@ -172,7 +172,7 @@ def assert_serves_grpc(
 ) -> None:
     response = grpc_infer(channel)(good_grpc_request(rows, model), timeout=10)
     assert [o.name for o in response.outputs] == ["predict"]
-    assert list(response.outputs[0].contents.int64_contents) == expected
+    assert grpc_output(response) == expected
 
 
 def grpc_code(channel: grpc.Channel, request: Any) -> tuple[grpc.StatusCode, str]:

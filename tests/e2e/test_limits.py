@@ -20,7 +20,7 @@ import httpx
 import orjson
 import pytest
 from modelserver import protos as M
-from serverproc import ServerProcess, metric, slow_server
+from serverproc import ServerProcess, grpc_output, metric, slow_server
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +69,7 @@ def grpc_infer(server: ServerProcess) -> Callable[..., Any]:
 
 def grpc_value(response: Any) -> list[float]:
     assert [o.name for o in response.outputs] == ["predict"]
-    return list(response.outputs[0].contents.fp64_contents)
+    return grpc_output(response)
 
 
 def assert_ok_v2(r: httpx.Response, seconds: float) -> None:

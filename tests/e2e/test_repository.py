@@ -21,7 +21,7 @@ import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from modelserver import protos as M
-from serverproc import ServerProcess
+from serverproc import ServerProcess, grpc_output
 
 pytestmark = pytest.mark.e2e
 
@@ -157,7 +157,7 @@ def grpc_infer(channel: grpc.Channel, model: str, seconds: float = 0.0) -> list[
     response = rpc(channel, "ModelInfer", M.ModelInferResponse)(
         grpc_request(model, seconds), timeout=WAIT_S
     )
-    return list(response.outputs[0].contents.fp64_contents)
+    return grpc_output(response)
 
 
 def server_ready(channel: grpc.Channel) -> bool:
@@ -474,7 +474,7 @@ def test_unload_lets_in_flight_requests_finish(
         assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [2.0], r.text
         r = v1.result()
         assert r.status_code == 200 and r.json() == {"predictions": [1.75]}, r.text
-        assert list(g.result().outputs[0].contents.fp64_contents) == [1.875]
+        assert grpc_output(g.result()) == [1.875]
         r = unload.result()
         assert r.status_code == 200, r.text
     entry = {e["name"]: e for e in index(http)}["slow-a"]

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import serverproc
 from modelserver import protos as M
-from serverproc import ServerProcess
+from serverproc import ServerProcess, grpc_output
 
 pytestmark = pytest.mark.e2e
 
@@ -132,7 +132,7 @@ def _drain_with_signal(server: ServerProcess, signum: int) -> None:
                 assert result.json() == {"predictions": [seconds]}, result.text
             else:
                 assert result.id == f"req-{seconds}"
-                assert list(result.outputs[0].contents.fp64_contents) == [seconds]
+                assert grpc_output(result) == [seconds]
         assert wait_exit(server, WAIT_S) == 0
     log = server.output()
     assert "shutting down" in log and "stopped" in log, log

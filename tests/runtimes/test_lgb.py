@@ -244,9 +244,9 @@ BAD_REQUESTS = [
     ),
     pytest.param(
         CATEGORICAL,
-        _named({"sepal_length": [5.1], "sepal_width": [3.5], "petal_width": [0.2]}),
+        _named({"sepal_length": [5.1], "sepal_width": [3.5], "petal_lenght": [0.2]}),
         "petal_size",
-        id="missing feature",
+        id="misspelt feature",
     ),
     pytest.param(
         "iris",
@@ -265,6 +265,24 @@ def test_bad_request_is_400_then_the_categorical_model_still_answers(
     frame = _categorical_frame().iloc[:5]
     got = clients.infer(server, CATEGORICAL, _columns(frame, CATEGORICAL_ORDER), "json")
     clients.assert_close(got["predict"], booster(CATEGORICAL).predict(frame))
+
+
+def test_a_feature_the_request_lacks_is_missing_as_under_kserve(server, booster) -> None:
+    """LightGBM scores a missing value: an absent feature is NaN, as KServe's DataFrame has it."""
+    inputs = _named(
+        {"sepal_length": [5.1, 6.7], "sepal_width": [3.5, 3.0], "petal_width": [0.2, 2.3]}
+    )
+    reply = clients.v2_post(server, CATEGORICAL, {"inputs": inputs})
+    assert reply.status_code == 200, reply.text
+    rows = np.array([[5.1, 3.5, 0.2, np.nan], [6.7, 3.0, 2.3, np.nan]])  # the booster's order
+    assert booster(CATEGORICAL).feature_name() == [
+        "sepal_length",
+        "sepal_width",
+        "petal_width",
+        "petal_size",
+    ]
+    want = booster(CATEGORICAL).predict(rows)
+    clients.assert_close(np.asarray(reply.json()["outputs"][0]["data"]).reshape(want.shape), want)
 
 
 def test_strings_over_grpc_are_invalid_argument(server: ServerProcess) -> None:

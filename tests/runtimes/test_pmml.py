@@ -1,12 +1,15 @@
 """pmmlserver through a real server, checked against pypmml scoring the same rows here.
 
-One server serves the three PMML samples (one sub-folder each, three models
+One server serves the four PMML samples (one sub-folder each, four models
 in one process and one JVM): sklearn2pmml's iris LogisticRegression (four
 double fields, a string target) and diabetes LinearRegression (one field),
-and the hand-written fruit tree (a string, a double and an integer field).
-Every answer is compared with pypmml's own prediction in this process, made
+the hand-written fruit tree (a string, a double and an integer field) and
+the hand-written iris tree shaped like KServe's pmmlserver example. Every
+answer is compared with pypmml's own prediction in this process, made
 through pypmml's default py4j gateway while the server runs pmml4s through
-JPype, over v2 JSON, v2 binary, gRPC and v1.
+JPype, over v2 JSON, v2 binary, gRPC and v1. Outputs are named as KServe's
+pmmlserver names them: the target (pypmml's ``predicted_<target>``) and the
+fields the file's <Output> declares, or pmml4s's extras when it has none.
 """
 
 from __future__ import annotations
@@ -36,6 +39,40 @@ FRUIT = pd.DataFrame(
         "seeds": [0, 3, 10, 4, 2, 0],
     }
 )
+
+
+#: Each sample's outputs, as KServe's pmmlserver answers them, in order.
+OUTPUTS = {
+    "iris": ["species", "probability(setosa)", "probability(versicolor)", "probability(virginica)"],
+    "diabetes": ["progression"],
+    "fruit": [
+        "fruit",
+        "predicted_fruit",
+        "probability(apple)",
+        "probability(banana)",
+        "probability(grape)",
+        "node_id",
+    ],
+    "iris-tree": [
+        "Species",
+        "Probability_setosa",
+        "Probability_versicolor",
+        "Probability_virginica",
+        "Node_Id",
+    ],
+}
+
+
+def _want(pmml, name: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """pypmml's answer under the served names: a target is pypmml's predicted value."""
+    frame = pmml(name).predict(rows)
+    targets = pmml(name).targetNames
+    return pd.DataFrame(
+        {
+            out: frame[f"predicted_{out}" if out in targets else out].to_numpy()
+            for out in OUTPUTS[name]
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +127,7 @@ def _matches(got: dict[str, Any], want: pd.DataFrame) -> None:
     for name, column in want.items():
         value = np.asarray(got[name])
         assert value.shape == (len(want),), name
-        if column.dtype.kind == "f":
+        if column.dtype.kind in "fiu" and value.dtype.kind in "fiu":
             np.testing.assert_allclose(
                 value, column.to_numpy(), rtol=1e-12, atol=1e-14, err_msg=name
             )
@@ -114,7 +151,7 @@ def _error(reply: httpx.Response) -> str:
 def _still_serves(server: ServerProcess, pmml) -> None:
     _matches(
         infer(server, "iris", {"input-0": _iris().to_numpy()}, "json"),
-        pmml("iris").predict(_iris()),
+        _want(pmml, "iris", _iris()),
     )
 
 
@@ -128,8 +165,8 @@ def test_metadata_lists_fields_and_output_fields(server: ServerProcess, pmml) ->
         {"name": name, "datatype": "FP64", "shape": [-1]} for name in pmml("iris").inputNames
     ]
     outputs = {o["name"]: o["datatype"] for o in iris["outputs"]}
-    assert list(outputs) == pmml("iris").outputNames
-    assert outputs["predicted_species"] == "BYTES"
+    assert list(outputs) == OUTPUTS["iris"]
+    assert outputs["species"] == "BYTES"
     assert outputs["probability(virginica)"] == "FP64"
     assert iris["parameters"]["classes"] == pmml("iris").classes
     assert iris["parameters"]["targets"] == ["species"]
@@ -140,12 +177,10 @@ def test_metadata_lists_fields_and_output_fields(server: ServerProcess, pmml) ->
         "weight": "FP64",
         "seeds": "INT64",
     }
-    assert [o["name"] for o in fruit["outputs"]] == pmml("fruit").outputNames
+    assert [o["name"] for o in fruit["outputs"]] == OUTPUTS["fruit"]
     diabetes = httpx.get(f"{server.http_url}/v2/models/diabetes").json()
     assert diabetes["inputs"] == [{"name": "bmi", "datatype": "FP64", "shape": [-1]}]
-    assert diabetes["outputs"] == [
-        {"name": "predicted_progression", "datatype": "FP64", "shape": [-1]}
-    ]
+    assert diabetes["outputs"] == [{"name": "progression", "datatype": "FP64", "shape": [-1]}]
 
 
 # -- predictions equal pypmml's ------------------------------------------------
@@ -155,7 +190,7 @@ def test_metadata_lists_fields_and_output_fields(server: ServerProcess, pmml) ->
 def test_rows_in_one_tensor_match_pypmml(server: ServerProcess, pmml, protocol: str) -> None:
     rows = _iris()
     got = infer(server, "iris", {"input-0": rows.to_numpy()}, protocol)
-    _matches(got, pmml("iris").predict(rows))
+    _matches(got, _want(pmml, "iris", rows))
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -163,32 +198,35 @@ def test_named_fields_in_any_order_match_pypmml(server: ServerProcess, pmml, pro
     rows = _iris()
     shuffled = rows[["petal_width", "sepal_length", "petal_length", "sepal_width"]]
     got = infer(server, "iris", _columns(shuffled), protocol)
-    _matches(got, pmml("iris").predict(rows))
+    _matches(got, _want(pmml, "iris", rows))
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_string_fields_match_pypmml(server: ServerProcess, pmml, protocol: str) -> None:
     got = infer(server, "fruit", _columns(FRUIT), protocol)
-    _matches(got, pmml("fruit").predict(FRUIT))
+    _matches(got, _want(pmml, "fruit", FRUIT))
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_thousand_rows_match_pypmml(server: ServerProcess, pmml, protocol: str) -> None:
     rows = _iris(1000)
     got = infer(server, "iris", {"input-0": rows.to_numpy()}, protocol)
-    _matches(got, pmml("iris").predict(rows))
+    _matches(got, _want(pmml, "iris", rows))
 
 
 def test_one_field_model_takes_its_column(server: ServerProcess, pmml) -> None:
     """A one-field model's input is the [N] column its metadata declares: N rows."""
     rows = tables.diabetes()[0][["bmi"]].iloc[:25]
-    want = pmml("diabetes").predict(rows)
+    want = _want(pmml, "diabetes", rows)
     for protocol in PROTOCOLS:
         got = infer(server, "diabetes", {"bmi": rows["bmi"].to_numpy()}, protocol)
         # pypmml writes its input with 10 decimals; the server sends every digit.
-        np.testing.assert_allclose(
-            got["predicted_progression"], want["predicted_progression"], rtol=1e-9
-        )
+        np.testing.assert_allclose(got["progression"], want["progression"], rtol=1e-9)
+    # v1: a list of single values is the one field's rows
+    values = rows["bmi"].tolist()
+    reply = v1_predict(server, "diabetes", {"instances": values})
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(reply.json()["predictions"], want["progression"], rtol=1e-9)
 
 
 def _records_match(predictions: list[dict[str, Any]], want: pd.DataFrame) -> None:
@@ -200,14 +238,34 @@ def _records_match(predictions: list[dict[str, Any]], want: pd.DataFrame) -> Non
 def test_v1_answers_one_object_per_row(server: ServerProcess, pmml) -> None:
     """Every output field per row, as KServe's pmmlserver answers v1."""
     rows = _iris().iloc[::10]
-    want = pmml("iris").predict(rows)
+    want = _want(pmml, "iris", rows)
     for instances in (rows.to_numpy().tolist(), rows.to_dict(orient="records")):
         reply = v1_predict(server, "iris", {"instances": instances})
         assert reply.status_code == 200, reply.text
         _records_match(reply.json()["predictions"], want)
     reply = v1_predict(server, "fruit", {"instances": FRUIT.to_dict(orient="records")})
     assert reply.status_code == 200, reply.text
-    _records_match(reply.json()["predictions"], pmml("fruit").predict(FRUIT))
+    _records_match(reply.json()["predictions"], _want(pmml, "fruit", FRUIT))
+
+
+IRIS_TREE_ROWS = pd.DataFrame(
+    [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]],
+    columns=["Sepal_Length", "Sepal_Width", "Petal_Length", "Petal_Width"],
+)
+
+
+def test_declared_outputs_answer_as_kserve_names_them(server: ServerProcess, pmml) -> None:
+    """A tree whose <Output> names its fields (as KServe's pmmlserver example does): the
+    target and exactly those fields, by their names, in metadata and in every answer."""
+    meta = httpx.get(f"{server.http_url}/v2/models/iris-tree").json()
+    assert [o["name"] for o in meta["outputs"]] == OUTPUTS["iris-tree"]
+    want = _want(pmml, "iris-tree", IRIS_TREE_ROWS)
+    assert want["Species"].tolist() == ["setosa", "versicolor", "virginica"]
+    reply = v1_predict(server, "iris-tree", {"instances": IRIS_TREE_ROWS.to_numpy().tolist()})
+    assert reply.status_code == 200, reply.text
+    _records_match(reply.json()["predictions"], want)
+    for protocol in PROTOCOLS:
+        _matches(infer(server, "iris-tree", {"input-0": IRIS_TREE_ROWS.to_numpy()}, protocol), want)
 
 
 # -- output selection -----------------------------------------------------------
@@ -216,17 +274,17 @@ def test_v1_answers_one_object_per_row(server: ServerProcess, pmml) -> None:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_outputs_are_selected_by_name(server: ServerProcess, pmml, protocol: str) -> None:
     rows = _iris()
-    names = ["predicted_species", "probability(virginica)"]
+    names = ["species", "probability(virginica)"]
     got = infer(server, "iris", {"input-0": rows.to_numpy()}, protocol, outputs=names)
-    _matches(got, pmml("iris").predict(rows)[names])
+    _matches(got, _want(pmml, "iris", rows)[names])
 
 
 def test_v1_outputs_parameter_selects(server: ServerProcess, pmml) -> None:
     rows = _iris().iloc[:5]
-    body = {"instances": rows.to_numpy().tolist(), "parameters": {"outputs": "predicted_species"}}
+    body = {"instances": rows.to_numpy().tolist(), "parameters": {"outputs": "species"}}
     reply = v1_predict(server, "iris", body)
     assert reply.status_code == 200, reply.text
-    assert reply.json()["predictions"] == pmml("iris").predict(rows)["predicted_species"].tolist()
+    assert reply.json()["predictions"] == _want(pmml, "iris", rows)["species"].tolist()
 
 
 def test_unknown_output_is_400(server: ServerProcess, pmml) -> None:
@@ -237,7 +295,7 @@ def test_unknown_output_is_400(server: ServerProcess, pmml) -> None:
         "outputs": [{"name": "predict_proba"}],
     }
     message = _error(v2_post(server, "iris", body))
-    assert "predict_proba" in message and "predicted_species" in message
+    assert "predict_proba" in message and "species" in message
 
 
 # -- concurrency: one JVM, many threads --------------------------------------------
@@ -245,7 +303,7 @@ def test_unknown_output_is_400(server: ServerProcess, pmml) -> None:
 
 def test_concurrent_batches_agree(server: ServerProcess, pmml) -> None:
     rows = _iris(1000)
-    want = pmml("iris").predict(rows)
+    want = _want(pmml, "iris", rows)
     with ThreadPoolExecutor(8) as pool:
         answers = list(
             pool.map(
@@ -335,12 +393,12 @@ def test_one_jvm_inside_the_server_process(server: ServerProcess, pmml) -> None:
     pid = server.proc.pid
     assert _children(pid) == []  # py4j would have started a java process
     assert "libjvm.so" in Path(f"/proc/{pid}/maps").read_text()
-    for name in ("iris", "diabetes", "fruit"):
+    for name in OUTPUTS:
         assert httpx.get(f"{server.http_url}/v2/models/{name}/ready").status_code == 200
     # A reload loads the file again in the same JVM (JPype cannot start a second one).
     reply = httpx.post(f"{server.http_url}/v2/repository/models/fruit/load", timeout=60)
     assert reply.status_code == 200, reply.text
-    _matches(infer(server, "fruit", _columns(FRUIT), "json"), pmml("fruit").predict(FRUIT))
+    _matches(infer(server, "fruit", _columns(FRUIT), "json"), _want(pmml, "fruit", FRUIT))
     assert _children(pid) == []
 
 

@@ -5,7 +5,9 @@ same way; a file that is not LightGBM's model text (a README.txt beside the
 model) is refused by name at startup.
 
 Named v2 inputs reach the model as a DataFrame: its columns are put in the
-booster's feature order, so a client may send them in any order. Features
+booster's feature order, so a client may send them in any order; a feature
+the request lacks (or a row's hole) is missing, NaN, as KServe hands it to
+LightGBM. Features
 trained as pandas categoricals take their category as a string (BYTES): the
 booster stores the training categories (``pandas_categorical``), and a
 string is turned into its training code exactly as LightGBM does for a
@@ -104,6 +106,7 @@ class LightGBMModel(Model):
     platform = "lightgbm"
     server_name = "lgbserver"
     input_errors = (*Model.input_errors, LightGBMError)
+    missing_values = True
 
     @classmethod
     def accepts(cls, path: Path) -> bool:
@@ -135,8 +138,8 @@ class LightGBMModel(Model):
     def _features(self, inputs: Any) -> Any:
         """Rows of numbers for Booster.predict: named columns in order, categories as codes."""
         if tabular.is_frame(inputs):
-            inputs = tabular.align_columns(self.name, inputs, self.feature_names)
-        tabular.check_feature_count(self.name, inputs, self.n_features)
+            inputs = tabular.align_columns(self.name, inputs, self.feature_names, True)
+        inputs = tabular.check_feature_count(self.name, inputs, self.n_features)
         if not tabular.is_frame(inputs) and inputs.dtype.kind in "biuf":
             return inputs
         table = inputs if tabular.is_frame(inputs) else pd.DataFrame(inputs)

@@ -15,10 +15,12 @@ per row on any error.)
 
 Inputs are the active fields of the mining schema, in its order: rows of a
 2-D array (v1 ``instances``, one v2 tensor [N, F]) or one named input per
-field (a DataFrame). Outputs are the PMML's output fields, by name, plus the
-predicted value and probability pmml4s adds when the file declares none
-(``setSupplementOutput``); all of them by default, as KServe's pmmlserver
-answers, each selectable by name.
+field (a DataFrame). Outputs are named as KServe's pmmlserver names them (the
+fields its JPMML evaluator gives): the target field (``Species``, its
+predicted value) and the fields the file's ``<Output>`` declares, exactly;
+when the file declares none, the target and what pmml4s derives for it
+(``probability`` and, for a classifier, one per class). All of them by
+default, each selectable by name; metadata lists the same.
 
 pmml4s never raises on a value it cannot use: it gives the row no result
 (``invalidValueTreatment="returnInvalid"``, or a missing value the model
@@ -127,10 +129,12 @@ class Field:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class OutputField:
-    """An output field of the PMML and the OIP datatype it is served as."""
+    """An output of the model, the OIP datatype it is served as, and pmml4s's column for it."""
 
     name: str
     datatype: str
+    #: The column of pmml4s's answer that holds it (a target's is its predicted value).
+    source: str
 
     def column(self, values: np.ndarray) -> np.ndarray:
         """pmml4s's values (an object column) as the output's numpy array.
@@ -177,9 +181,39 @@ def _read(path: Path) -> Any:
         raise ModelLoadError(f"Cannot read {path}: {type(exc).__name__}: {exc}") from exc
     if not pmml._java_model.isScorable():
         raise ModelLoadError(f"{path} holds no model pmml4s can score (found {pmml.modelElement})")
-    # Add the predicted value (and its probability) when the file's Output lacks them.
-    pmml.setSupplementOutput(True)
     return pmml
+
+
+def _outputs(pmml: Any) -> list[OutputField]:
+    """The model's outputs: its targets, then the declared outputs (else pmml4s's extras).
+
+    pmml4s answers only the declared output fields; asked to supplement them
+    it adds the predicted value (which is what a target is answered with)
+    and, when the file declares no outputs, the probabilities it derives.
+    """
+    java = pmml._java_model
+    output = java.output()  # the file's <Output> element, a scala.Option
+    declared = [str(f.name()) for f in output.get().outputFields()] if output.isDefined() else []
+    pmml.setSupplementOutput(True)
+    predicted: dict[str, str] = {}
+    for field in java.outputFields():
+        if str(field.feature()) != "predictedValue":
+            continue
+        target = field.targetField()
+        key = str(target.get()) if target is not None and target.isDefined() else ""
+        predicted.setdefault(key, str(field.name()))
+    outputs = []
+    for target in java.targetFields():
+        name = str(target.name())
+        source = predicted.get(name) or predicted.get("")
+        if source is not None:
+            outputs.append(OutputField(name, _datatype(str(target.dataType())), source))
+    sources = {o.source for o in outputs}
+    for field in java.outputFields():
+        name = str(field.name())
+        if (declared and name in declared) or (not declared and name not in sources):
+            outputs.append(OutputField(name, _datatype(str(field.dataType())), name))
+    return outputs
 
 
 def _pmml4s_input_errors() -> tuple[type[BaseException], ...]:
@@ -208,10 +242,7 @@ class PMMLModel(Model):
         self.scorer = self.pmml._java_model
         self.fields = _fields(self.scorer)
         self.input_names = [f.name for f in self.fields]
-        self.output_fields = {
-            str(f.name): OutputField(str(f.name), _datatype(f.dataType))
-            for f in self.pmml.outputFields
-        }
+        self.output_fields = {field.name: field for field in _outputs(self.pmml)}
         # Every output field is selectable by name and returned by default, all
         # from one pmml4s call per predict (``compute``).
         for field in self.output_fields.values():
@@ -262,7 +293,8 @@ class PMMLModel(Model):
         table = np.array(reply["data"], dtype=object).reshape(len(matrix), -1)
         self._check_rejected(table, matrix)
         position = {name: i for i, name in enumerate(reply["columns"])}
-        return [self.output_fields[name].column(table[:, position[name]]) for name in names]
+        fields = [self.output_fields[name] for name in names]
+        return [field.column(table[:, position[field.source]]) for field in fields]
 
     def _matrix(self, inputs: Any) -> np.ndarray:
         """The rows as one 2-D array whose columns are the active fields, in schema order."""
@@ -271,8 +303,7 @@ class PMMLModel(Model):
             frame = tabular.align_columns(self.name, inputs, self.input_names)
             tabular.check_feature_count(self.name, frame, width)
             return self._stack([frame.iloc[:, i].to_numpy() for i in range(width)])
-        array = np.asarray(inputs)
-        tabular.check_feature_count(self.name, array, width)
+        array = tabular.check_feature_count(self.name, np.asarray(inputs), width)
         if array.dtype.kind in _NUMERIC:
             return array
         return self._stack(list(array.T))

@@ -99,16 +99,14 @@ class SKLearnModel(Model):
         except Exception as exc:
             raise ModelLoadError(f"Cannot read {path}: {type(exc).__name__}: {exc}") from exc
 
-    def _check(self, inputs: Any) -> None:
-        tabular.check_feature_count(self.name, inputs, self.n_features)
+    def _rows(self, inputs: Any) -> Any:
+        return tabular.check_feature_count(self.name, inputs, self.n_features)
 
     def _predict(self, inputs: Any) -> Any:
-        self._check(inputs)
-        return self.estimator.predict(inputs)
+        return self.estimator.predict(self._rows(inputs))
 
     def _predict_proba(self, inputs: Any) -> Any:
-        self._check(inputs)
-        return self.estimator.predict_proba(inputs)
+        return self.estimator.predict_proba(self._rows(inputs))
 
     def predict(self, inputs: Any) -> Any:
         return self._predict(inputs)

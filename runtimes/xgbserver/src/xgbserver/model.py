@@ -119,6 +119,8 @@ class XGBoostModel(Model):
     platform = "xgboost"
     server_name = "xgbserver"
     input_errors = (*Model.input_errors, XGBoostError)
+    #: XGBoost scores NaN as a missing value, so named rows may lack a feature.
+    missing_values = True
 
     def load(self) -> None:
         path = self.model_file()
@@ -147,7 +149,9 @@ class XGBoostModel(Model):
     # -- predict ---------------------------------------------------------------
 
     def _features(self, inputs: Any) -> Any:
-        return tabular.numeric_rows(self.name, inputs, self.feature_names, self.n_features)
+        return tabular.numeric_rows(
+            self.name, inputs, self.feature_names, self.n_features, fill_missing=True
+        )
 
     def _inplace(self, features: Any, **kwargs: Any) -> np.ndarray:
         try:

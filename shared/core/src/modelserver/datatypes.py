@@ -72,3 +72,10 @@ def element_size(datatype: str) -> int:
     if datatype == "BYTES":
         return 0
     return DATATYPE_TO_DTYPE[datatype].itemsize
+
+
+def config_datatype(datatype: str) -> str:
+    """Triton's model-configuration name of a datatype: ``TYPE_FP32``; BYTES is ``TYPE_STRING``."""
+    if datatype == "BYTES":
+        return "TYPE_STRING"
+    return f"TYPE_{datatype}" if datatype in DATATYPE_TO_DTYPE else "TYPE_INVALID"

@@ -85,6 +85,13 @@ class PayloadTooLarge(ModelServerError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class UnsupportedMediaType(ModelServerError):
+    """The body's Content-Encoding or Content-Type is not one this endpoint reads."""
+
+    http_status = 415
+    grpc_code = "INVALID_ARGUMENT"
+
+
 class Unauthenticated(ModelServerError):
     """No valid credentials were presented while authentication is on."""
 
@@ -159,10 +166,3 @@ class ModelNotImplemented(ModelServerError):
 
     http_status = 501
     grpc_code = "UNIMPLEMENTED"
-
-
-class UnsupportedMediaType(ModelServerError):
-    """The body's Content-Type is not one this endpoint reads."""
-
-    http_status = 415
-    grpc_code = "INVALID_ARGUMENT"

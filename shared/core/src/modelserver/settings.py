@@ -185,6 +185,11 @@ class Settings:
     request_timeout: float = setting(
         0.0, "seconds an inference may take before 504 / DEADLINE_EXCEEDED (0: none)", minimum=0
     )
+    allow_shared_memory: bool = setting(
+        False,
+        "let co-located clients register POSIX shared memory regions for tensors "
+        "(Triton's system shared memory; --workers 1 only)",
+    )
 
     #: KServe model-server flags accepted for compatibility; they change nothing here.
     IGNORED_FLAGS: typing.ClassVar[tuple[str, ...]] = (

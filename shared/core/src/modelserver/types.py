@@ -12,6 +12,11 @@ from typing import Any
 
 import numpy as np
 
+#: Tensor parameter set by a decoder that filled holes of a table (rows lacking
+#: a column) with NaN: how many there are. A model that does not score missing
+#: values refuses such a column by name.
+MISSING_VALUES = "missing_values"
+
 
 @dataclass(slots=True)
 class Tensor:

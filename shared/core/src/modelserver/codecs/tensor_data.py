@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -262,3 +263,65 @@ def array_to_json(arr: np.ndarray, datatype: str) -> Any:
     if arr.dtype != dtype:
         arr = arr.astype(dtype)
     return np.ascontiguousarray(arr.reshape(-1))
+
+
+# -- Triton's shared-memory parameters ------------------------------------------------------
+
+SHM_REGION = "shared_memory_region"
+SHM_OFFSET = "shared_memory_offset"
+SHM_BYTE_SIZE = "shared_memory_byte_size"
+_SHM_KEYS = (SHM_REGION, SHM_OFFSET, SHM_BYTE_SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedMemoryRef:
+    """Where a tensor's data lies: ``byte_size`` bytes at ``offset`` of a registered region."""
+
+    tensor: str
+    region: str
+    offset: int
+    byte_size: int
+
+
+#: The bytes a reference points at (the data plane's registry provides it).
+SharedMemoryReader = Callable[[SharedMemoryRef], memoryview]
+
+
+def shared_memory_ref(params: dict[str, Any], name: str) -> SharedMemoryRef | None:
+    """The shared-memory reference in a tensor's parameters; None when it has none."""
+    if not params or (SHM_REGION not in params and SHM_BYTE_SIZE not in params):
+        return None
+    region = params.get(SHM_REGION)
+    size = params.get(SHM_BYTE_SIZE)
+    offset = params.get(SHM_OFFSET, 0)
+    if not isinstance(region, str) or not region:
+        raise InvalidInput(f"Tensor '{name}': shared_memory_byte_size needs shared_memory_region")
+    return SharedMemoryRef(
+        name, region, _size(offset, SHM_OFFSET, name), _size(size, SHM_BYTE_SIZE, name)
+    )
+
+
+def _size(value: Any, key: str, name: str) -> int:
+    if type(value) is not int or value < 0:
+        raise InvalidInput(f"Tensor '{name}': {key} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def without_shared_memory(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k not in _SHM_KEYS}
+
+
+def array_from_shared_memory(
+    ref: SharedMemoryRef,
+    reader: SharedMemoryReader | None,
+    datatype: str,
+    shape: tuple[int, ...],
+    count: int,
+) -> np.ndarray:
+    """The input's data in place in its region: a zero-copy, read-only view (BYTES parsed)."""
+    if reader is None:
+        raise InvalidInput(
+            f"Input '{ref.tensor}' is in shared memory, which this server does not take "
+            "(start it with --allow_shared_memory)"
+        )
+    return array_from_raw(reader(ref), datatype, shape, count, ref.tensor)

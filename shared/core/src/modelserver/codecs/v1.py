@@ -1,12 +1,28 @@
 """KServe v1 (TensorFlow-Serving style) REST: instances/inputs in, predictions out.
 
-Rows become one tensor named ``instances`` (or ``inputs``); rows given as
-objects keyed by feature name, or a columnar ``inputs`` object, become one
-tensor per column, so the model sees a DataFrame with those columns.
+Rows become one tensor named ``instances`` (or ``inputs``); a list of single
+values (strings or numbers) is N rows of one value, a 1-D tensor, as KServe
+hands it to a text pipeline. Tables become one tensor per column, so the
+model sees a DataFrame with those columns; they come in the shapes KServe
+turns into DataFrames:
+
+* rows as objects keyed by column (``[{"a": 1, "b": 2}, ...]``; an object's
+  value may itself be a list, TensorFlow Serving's row of named tensors);
+* an object of columns, by row (``{"a": {"0": 1, "1": 2}, ...}``, pandas'
+  ``to_dict()``), at the top or as each instance;
+* each instance a list of such row objects (``[[{"a": 1}, {"b": 2}], ...]``);
+* a columnar ``inputs`` object of lists (``{"a": [1, 2], ...}``).
+
+A row that lacks a column another row has is a hole, as in the DataFrame
+pandas would build: a number column holds NaN there and says how many with
+the ``missing_values`` parameter, so a model that scores missing values
+(LightGBM, XGBoost) gets them and any other is refused with the column's
+name; a text column cannot have holes.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -14,9 +30,12 @@ import orjson
 
 from ..datatypes import datatype_of
 from ..errors import InvalidInput
-from ..types import InferRequest, InferResponse, RequestedOutput, Tensor
+from ..types import MISSING_VALUES, InferRequest, InferResponse, RequestedOutput, Tensor
 from .tensor_data import array_to_json
 from .v2_rest import JSON_DUMPS_OPTIONS, loads_object
+
+#: A column's value in a row that does not have it.
+_HOLE: Any = None
 
 
 def _column_tensor(name: str, values: Any) -> Tensor:
@@ -50,23 +69,72 @@ def _tensor(name: str, arr: np.ndarray, values: list[Any]) -> Tensor:
     return Tensor(name, datatype_of(arr.dtype), arr.shape, arr)
 
 
-def _rows_of_objects(name: str, rows: list[Any]) -> list[Tensor]:
-    columns: dict[str, list[Any]] = {}
-    first = rows[0]
-    if not first:
-        raise InvalidInput(f"'{name}' rows are objects with no keys")
-    for key in first:
-        columns[str(key)] = []
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise InvalidInput(f"'{name}' mixes objects and non-objects (row {index})")
-        if row.keys() != first.keys():
+def _holed_tensor(name: str, values: list[Any], holes: int) -> Tensor:
+    """A number column with holes: NaN there, and how many in ``missing_values``."""
+    for row, value in enumerate(values):
+        if value is not _HOLE and (isinstance(value, bool) or not isinstance(value, int | float)):
+            first = next(i for i, v in enumerate(values) if v is _HOLE)
             raise InvalidInput(
-                f"'{name}' row {index} has keys {sorted(row)}, row 0 has {sorted(first)}"
+                f"Input '{name}' has no value in row {first}; only a column of numbers may "
+                f"have missing values (row {row} holds {type(value).__name__})"
             )
-        for key, value in row.items():
-            columns[key].append(value)
-    return [_column_tensor(key, values) for key, values in columns.items()]
+    arr = np.array([math.nan if v is _HOLE else v for v in values], dtype=np.float64)
+    return Tensor(name, "FP64", arr.shape, arr, {MISSING_VALUES: holes})
+
+
+def _is_index_oriented(obj: dict[str, Any]) -> bool:
+    """An object of columns by row label (pandas' ``to_dict()``): every value an object."""
+    return bool(obj) and all(isinstance(v, dict) for v in obj.values())
+
+
+def _index_records(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """``{column: {row: value}}`` as row objects, rows in the order they first appear."""
+    rows: dict[str, dict[str, Any]] = {}
+    for column, by_row in obj.items():
+        for label, value in by_row.items():
+            rows.setdefault(label, {})[column] = value
+    return list(rows.values())
+
+
+def _records(key: str, instances: list[Any]) -> list[dict[str, Any]]:
+    """Every instance as row objects (see the module's list of table shapes)."""
+    records: list[dict[str, Any]] = []
+    for index, instance in enumerate(instances):
+        if isinstance(instance, dict):
+            if not instance:
+                raise InvalidInput(f"'{key}' row {index} is an object with no keys")
+            if _is_index_oriented(instance):
+                records.extend(_index_records(instance))
+            else:
+                records.append(instance)
+        elif isinstance(instance, list) and instance and all(isinstance(r, dict) for r in instance):
+            records.extend(instance)
+        else:
+            raise InvalidInput(f"'{key}' mixes objects and non-objects (row {index})")
+    return records
+
+
+def _record_tensors(key: str, records: list[dict[str, Any]]) -> list[Tensor]:
+    """One tensor per column of the row objects; holes where a row lacks a column."""
+    if not records:
+        raise InvalidInput(f"'{key}' holds columns without any row")
+    first = records[0]
+    if all(r.keys() == first.keys() for r in records):
+        return [_column_tensor(str(k), [r[k] for r in records]) for k in first]
+    columns: dict[str, list[Any]] = {}
+    for index, record in enumerate(records):
+        for column in record:
+            columns.setdefault(column, [_HOLE] * index)
+        for column, values in columns.items():
+            values.append(record.get(column, _HOLE))
+    tensors = []
+    for column, values in columns.items():
+        holes = sum(1 for v in values if v is _HOLE)
+        if holes:
+            tensors.append(_holed_tensor(str(column), values, holes))
+        else:
+            tensors.append(_column_tensor(str(column), values))
+    return tensors
 
 
 def _outputs_parameter(params: dict[str, Any]) -> list[RequestedOutput] | None:
@@ -78,6 +146,13 @@ def _outputs_parameter(params: dict[str, Any]) -> list[RequestedOutput] | None:
     if not isinstance(wanted, list) or not all(isinstance(w, str) for w in wanted) or not wanted:
         raise InvalidInput("'parameters.outputs' must be an output name or a list of names")
     return [RequestedOutput(w) for w in wanted]
+
+
+def _is_table(payload: list[Any]) -> bool:
+    first = payload[0]
+    return isinstance(first, dict) or (
+        isinstance(first, list) and bool(first) and isinstance(first[0], dict)
+    )
 
 
 def decode_predict_request(body: bytes, model_name: str) -> InferRequest:
@@ -101,27 +176,29 @@ def decode_predict_request(body: bytes, model_name: str) -> InferRequest:
 def payload_tensors(key: str, payload: Any) -> list[Tensor]:
     """``instances`` or ``inputs`` (TensorFlow Serving's forms) as tensors.
 
-    Rows of values are one tensor named ``key``; rows of objects, or a
-    columnar ``inputs`` object, one tensor per column.
+    Rows of values are one tensor named ``key`` (a list of single values a
+    1-D one); tables (see the module's list of shapes) one tensor per column.
     """
-    if isinstance(payload, dict) and key == "inputs":
+    if isinstance(payload, dict) and _is_index_oriented(payload):
+        tensors = _record_tensors(key, _index_records(payload))
+    elif isinstance(payload, dict) and key == "inputs":
         if not payload:
             raise InvalidInput("'inputs' object must name at least one input")
         tensors = [_column_tensor(str(k), v) for k, v in payload.items()]
     elif isinstance(payload, list):
         if not payload:
             raise InvalidInput(f"'{key}' must not be empty")
-        if isinstance(payload[0], dict):
-            tensors = _rows_of_objects(key, payload)
+        if _is_table(payload):
+            tensors = _record_tensors(key, _records(key, payload))
         else:
-            tensor = _column_tensor(key, payload)
-            if tensor.data.ndim == 1:
-                # A list of scalars is a batch of one-feature rows.
-                tensor.data = tensor.data.reshape(-1, 1)
-                tensor.shape = tensor.data.shape
-            tensors = [tensor]
+            # A list of single values stays 1-D: N rows of one value each.
+            tensors = [_column_tensor(key, payload)]
+    elif key == "inputs":
+        raise InvalidInput("'inputs' must be a list or an object")
     else:
-        raise InvalidInput(f"'{key}' must be a list" + (" or an object" if key == "inputs" else ""))
+        raise InvalidInput(
+            f"'{key}' must be a list, or an object of columns {{name: {{row: value}}}}"
+        )
     lengths = {t.shape[0] for t in tensors}
     if len(lengths) > 1:
         raise InvalidInput(f"Inputs have different numbers of rows: {sorted(lengths)}")

@@ -1,9 +1,11 @@
 """Open Inference Protocol v2 over gRPC: ModelInferRequest/Response to and from our types.
 
-Both tensor carriers are supported: typed ``contents`` and
-``raw_input_contents``/``raw_output_contents``. A response mirrors its
-request (raw in, raw out; typed in, typed out) except where a datatype has no
-typed field (FP16), which forces raw for the whole response.
+Both tensor carriers are read: typed ``contents`` and ``raw_input_contents``.
+Answers are raw (``raw_output_contents``), as Triton always answers and as
+hand-written clients read them (``raw_output_contents[0]``); tritonclient,
+KServe's and MLServer's clients all decode raw. Typed answers
+(``raw=False``) remain for callers that want them, except where a datatype
+has no typed field (FP16), which forces raw for the whole response.
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ from .. import protos as pb
 from ..datatypes import DATATYPE_TO_DTYPE
 from ..errors import InvalidInput
 from ..types import InferRequest, InferResponse, RequestedOutput, Tensor
-from .tensor_data import array_from_raw, array_to_raw, check_datatype, check_shape
+from .tensor_data import (
+    SHM_REGION,
+    SharedMemoryReader,
+    array_from_raw,
+    array_from_shared_memory,
+    array_to_raw,
+    check_datatype,
+    check_shape,
+    shared_memory_ref,
+    without_shared_memory,
+)
 
 #: The typed-contents field that carries each datatype (FP16 has none).
 CONTENTS_FIELD: dict[str, str] = {
@@ -92,17 +104,26 @@ def _typed_array(
     return np.array(values, dtype=dtype).reshape(shape)
 
 
-def decode_infer_request(msg: Any) -> InferRequest:
-    """Decode a ModelInferRequest; InvalidInput for anything inconsistent."""
+def decode_infer_request(msg: Any, shared_memory: SharedMemoryReader | None = None) -> InferRequest:
+    """Decode a ModelInferRequest; InvalidInput for anything inconsistent.
+
+    ``raw_input_contents`` holds one entry per input that is not in shared
+    memory, in order (as tritonclient sends them).
+    """
     if not msg.inputs:
         raise InvalidInput("Inference request must have at least one input")
+    params = [parameters_from_proto(t.parameters) for t in msg.inputs]
+    refs = [shared_memory_ref(p, t.name) for p, t in zip(params, msg.inputs, strict=True)]
     raw = msg.raw_input_contents
-    if raw and len(raw) != len(msg.inputs):
+    carried = sum(1 for ref in refs if ref is None)
+    if raw and len(raw) != carried:
         raise InvalidInput(
-            f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs"
+            f"raw_input_contents has {len(raw)} entries for {carried} inputs "
+            "(those not in shared memory)"
         )
     inputs: list[Tensor] = []
     seen: set[str] = set()
+    next_raw = 0
     for index, tensor in enumerate(msg.inputs):
         name = tensor.name
         if not name:
@@ -113,13 +134,21 @@ def decode_infer_request(msg: Any) -> InferRequest:
         datatype = tensor.datatype
         check_datatype(datatype, name)
         shape, count = check_shape(list(tensor.shape), name)
-        if raw:
+        ref = refs[index]
+        tensor_params = params[index]
+        if ref is not None:
+            if tensor.HasField("contents"):
+                raise InvalidInput(f"Input '{name}' has contents as well as a shared memory region")
+            data = array_from_shared_memory(ref, shared_memory, datatype, shape, count)
+            tensor_params = without_shared_memory(tensor_params)
+        elif raw:
             if tensor.HasField("contents"):
                 raise InvalidInput(f"Input '{name}' has both contents and raw_input_contents")
-            data = array_from_raw(raw[index], datatype, shape, count, name)
+            data = array_from_raw(raw[next_raw], datatype, shape, count, name)
+            next_raw += 1
         else:
             data = _typed_array(tensor, datatype, shape, count, name)
-        inputs.append(Tensor(name, datatype, shape, data, parameters_from_proto(tensor.parameters)))
+        inputs.append(Tensor(name, datatype, shape, data, tensor_params))
     outputs = None
     if msg.outputs:
         outputs = [
@@ -150,7 +179,11 @@ def encode_infer_response(response: InferResponse, raw: bool = True) -> Any:
         out = msg.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
         if tensor.parameters:
             parameters_to_proto(out.parameters, tensor.parameters)
-        if raw:
+        if SHM_REGION in tensor.parameters:
+            # Written to shared memory: no data, an empty entry keeps raw indices aligned.
+            if raw:
+                msg.raw_output_contents.append(b"")
+        elif raw:
             msg.raw_output_contents.append(array_to_raw(tensor.data, tensor.datatype))
         else:
             field = getattr(out.contents, CONTENTS_FIELD[tensor.datatype])

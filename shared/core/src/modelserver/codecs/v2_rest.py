@@ -4,6 +4,9 @@
 ``Inference-Header-Content-Length`` header when present) and gives an
 ``InferRequest`` or raises ``InvalidInput``; ``encode_infer_response`` gives
 the body bytes and, when any output is binary, the JSON header's length.
+Inputs in Triton's shared memory are read through the reader the caller
+passes (the data plane's registry); outputs the data plane wrote there are
+answered without data.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ import orjson
 from ..errors import InvalidInput
 from ..types import InferRequest, InferResponse, RequestedOutput, Tensor
 from .tensor_data import (
+    SHM_REGION,
+    SharedMemoryReader,
     array_from_json,
     array_from_raw,
+    array_from_shared_memory,
     array_to_json,
     array_to_raw,
     check_datatype,
     check_shape,
+    shared_memory_ref,
+    without_shared_memory,
 )
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -70,6 +78,7 @@ def decode_infer_request(
     header_length: int | None,
     model_name: str,
     model_version: str | None = None,
+    shared_memory: SharedMemoryReader | None = None,
 ) -> InferRequest:
     """Decode a v2 inference request body (JSON, or JSON plus binary tensors)."""
     header: bytes | memoryview
@@ -106,7 +115,13 @@ def decode_infer_request(
         check_datatype(datatype, name)
         shape, count = check_shape(item["shape"], name)
         params = _parameters(item, f"input '{name}'")
-        if "binary_data_size" in params:
+        ref = shared_memory_ref(params, name)
+        if ref is not None:
+            if "data" in item or "binary_data_size" in params:
+                raise InvalidInput(f"Input '{name}' has data as well as a shared memory region")
+            data = array_from_shared_memory(ref, shared_memory, datatype, shape, count)
+            params = without_shared_memory(params)
+        elif "binary_data_size" in params:
             size = params["binary_data_size"]
             if type(size) is not int or size < 0:
                 raise InvalidInput(
@@ -183,7 +198,9 @@ def encode_infer_response(
             "datatype": tensor.datatype,
             "shape": list(tensor.shape),
         }
-        if _wants_binary(tensor.name, request):
+        if SHM_REGION in tensor.parameters:
+            out["parameters"] = tensor.parameters  # written to shared memory: no data
+        elif _wants_binary(tensor.name, request):
             raw = array_to_raw(tensor.data, tensor.datatype)
             out["parameters"] = {**tensor.parameters, "binary_data_size": len(raw)}
             blobs.append(raw)

@@ -62,6 +62,14 @@ def _rows(inputs: Any) -> int:
     return int(inputs.shape[0])
 
 
+def rows_of(inputs: Any) -> int:
+    """How many inferences a model input holds (its first dimension; 1 when it has none)."""
+    try:
+        return _rows(inputs)
+    except (AttributeError, IndexError, StopIteration, TypeError):
+        return 1
+
+
 def _concat(parts: list[Any]) -> Any:
     if len(parts) == 1:
         return parts[0]
@@ -95,6 +103,7 @@ class Batcher:
         max_batch_size: int,
         max_delay_s: float = 0.0,
         observe: Callable[[int, int], None] | None = None,
+        executed: Callable[[int, int, int], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -104,6 +113,8 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_delay_s = max(0.0, max_delay_s)
         self.observe = observe
+        #: Told each batch that ran: its rows, its predict's start and end (epoch ns).
+        self.executed = executed
         self._queue: deque[_Pending] = deque()
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -174,6 +185,8 @@ class Batcher:
             inputs = _concat([item.inputs for item in batch])
             pool = any(item.pool for item in batch)
             results, start_ns, end_ns = await self.run(self.compute, inputs, names, pool=pool)
+            if self.executed is not None:
+                self.executed(total, start_ns, end_ns)
             slices = _split(results, [item.rows for item in batch], total)
         except BaseException as exc:  # every request of the batch gets the error
             for item in batch:

@@ -1,4 +1,5 @@
-"""Protocol-agnostic operations: health, metadata, inference, repository.
+"""Protocol-agnostic operations: health, metadata, inference, repository, and
+Triton's extensions (statistics, model configuration, system shared memory).
 
 The transports call these and only encode what comes back. Answers that do
 not change between requests (server metadata, each model's metadata) are
@@ -16,45 +17,61 @@ from typing import Any
 import orjson
 
 from .. import __version__
+from ..codecs.tensor_data import SHM_BYTE_SIZE, SHM_OFFSET, SHM_REGION, shared_memory_ref
 from ..errors import InvalidInput, ModelLoadError, ModelServerError
 from ..types import InferRequest, InferResponse
 from .context import RequestContext
 from .payload_logging import PayloadLogger
 from .repository import ModelRepository
 from .served import ServedModel
+from .shared_memory import SharedMemoryRegistry
 
 logger = logging.getLogger(__name__)
 
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _ids = itertools.count(1)
 
-#: The protocol extensions this server implements, as server metadata lists them.
-EXTENSIONS = ("binary_tensor_data", "model_repository")
+#: The protocol extensions this server implements, as server metadata lists them
+#: (Triton's names); ``system_shared_memory`` only where registering is allowed.
+EXTENSIONS = ("binary_tensor_data", "model_repository", "statistics", "model_configuration")
+SHARED_MEMORY_EXTENSION = "system_shared_memory"
 
 
 class DataPlane:
-    """The server's operations over one model repository."""
+    """The server's operations over one model repository.
+
+    ``workers``: server processes sharing the ports (each has its own
+    models and regions, so repository changes and shared memory need one);
+    ``shared_memory``: clients may register shared-memory regions.
+    """
 
     def __init__(
         self,
         repository: ModelRepository,
         server_name: str = "modelserver",
         protocols: tuple[str, ...] = (),
+        *,
+        workers: int = 1,
+        shared_memory: bool = False,
     ):
         self.repository = repository
         self.server_name = server_name
         #: Optional REST protocols served beside v1 and v2 (``Model.protocols``).
         self.protocols = protocols
         self.draining = False
-        #: Server processes sharing the ports; repository changes need just one.
-        self.workers = 1
+        self.workers = workers
+        #: Triton's system shared memory regions, when clients may register them.
+        self.shared_memory = SharedMemoryRegistry() if shared_memory and workers == 1 else None
         #: KServe's request/response logger, when ``--logger_url`` is set.
         self.payload_logger: PayloadLogger | None = None
         self.started_at = time.time()
+        extensions = list(EXTENSIONS)
+        if self.shared_memory is not None:
+            extensions.append(SHARED_MEMORY_EXTENSION)
         self.server_metadata_dict: dict[str, Any] = {
             "name": server_name,
             "version": __version__,
-            "extensions": list(EXTENSIONS),
+            "extensions": extensions,
         }
         self.server_metadata_json = orjson.dumps(self.server_metadata_dict)
         self._metadata_json: dict[str, bytes] = {}
@@ -98,17 +115,73 @@ class DataPlane:
 
     async def infer(self, request: InferRequest, ctx: RequestContext) -> InferResponse:
         model = self.repository.get_ready(request.model_name, request.model_version)
-        payload_logger = self.payload_logger
-        if payload_logger is None:
-            return await model.infer(request, ctx)
-        if request.id is None:
-            # Ties the request and response events together; a counter under a
-            # per-process random prefix costs no system call per request.
+        if not request.id:
+            # Every answer carries an id (KServe's SDK requires one), and the
+            # payload logger ties request and response events by it: the
+            # request's own, else a counter under a per-process random prefix,
+            # which costs no system call per request.
             request.id = f"{_ID_PREFIX}-{next(_ids)}"
-        payload_logger.record_request(request)
+        payload_logger = self.payload_logger
+        if payload_logger is not None:
+            payload_logger.record_request(request)
         response = await model.infer(request, ctx)
-        payload_logger.record_response(request, response)
+        if request.outputs:
+            self._outputs_to_shared_memory(request, response)
+        if payload_logger is not None:
+            payload_logger.record_response(request, response)
         return response
+
+    def _outputs_to_shared_memory(self, request: InferRequest, response: InferResponse) -> None:
+        """Write the outputs asked for in shared memory there; their answers carry no data."""
+        assert request.outputs is not None
+        for asked, tensor in zip(request.outputs, response.outputs, strict=False):
+            ref = shared_memory_ref(asked.parameters, asked.name)
+            if ref is None:
+                continue
+            if self.shared_memory is None:
+                raise InvalidInput(
+                    f"Output '{asked.name}' is asked for in shared memory, which this server "
+                    "does not take (start it with --allow_shared_memory)"
+                )
+            written = self.shared_memory.write(ref, tensor)
+            tensor.parameters = {
+                **tensor.parameters,
+                SHM_REGION: ref.region,
+                SHM_OFFSET: ref.offset,
+                SHM_BYTE_SIZE: written,
+            }
+
+    # -- statistics and model configuration (Triton's extensions) ------------------
+
+    def statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        """Triton's ``$stats_model_response``: one model's, or every model's."""
+        models = [self.repository.get(name, version)] if name else self.repository.models.values()
+        return {"model_stats": [m.stats.json(m.name, m.version) for m in models]}
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        return self.repository.get_ready(name, version).config()
+
+    # -- system shared memory (Triton's extension) -----------------------------------
+
+    def _registry(self) -> SharedMemoryRegistry:
+        if self.shared_memory is None:
+            reason = (
+                f"each of the --workers {self.workers} processes would hold its own regions; "
+                "run with --workers 1"
+                if self.workers > 1
+                else "start the server with --allow_shared_memory"
+            )
+            raise InvalidInput(f"This server takes no shared memory regions: {reason}")
+        return self.shared_memory
+
+    def register_shared_memory(self, name: str, key: Any, offset: Any, byte_size: Any) -> None:
+        self._registry().register(name, key, offset, byte_size)
+
+    def unregister_shared_memory(self, name: str | None = None) -> None:
+        self._registry().unregister(name)
+
+    def shared_memory_status(self, name: str | None = None) -> list[dict[str, Any]]:
+        return self._registry().status(name)
 
     # -- repository extension ---------------------------------------------------
 
@@ -123,7 +196,19 @@ class DataPlane:
                 "repository"
             )
 
-    async def load(self, name: str) -> None:
+    def close(self) -> None:
+        """Let go of what clients registered (shared memory regions), at shutdown."""
+        if self.shared_memory is not None:
+            self.shared_memory.close()
+
+    async def load(self, name: str, parameters: dict[str, Any] | None = None) -> None:
+        """(Re)load a model from its directory; Triton's load parameters are refused."""
+        if parameters:
+            raise InvalidInput(
+                f"Load parameter {', '.join(repr(k) for k in sorted(parameters))} is not "
+                "supported: models load from their directory as they are, a 'config' or "
+                "'file:' override would be ignored"
+            )
         self._single_process("load")
         try:
             await self.repository.load(name)

@@ -4,10 +4,10 @@ The pipeline of one inference, in order: select the outputs (from the
 model's output table), preprocess (the model's, per request), batch or
 queue, run ``compute`` (inline on the event loop or in the pool, as the
 runner decides; in the pool whenever a time limit applies), then pack the
-outputs as tensors. Around it: metrics, trace phases, the client's
-disconnect (queued work of a client that left is dropped) and the in-flight
-count that unload waits for. Errors from the model's own code become a 400
-(its ``input_errors``) or a logged 500.
+outputs as tensors. Around it: metrics, Triton-style statistics, trace
+phases, the client's disconnect (queued work of a client that left is
+dropped) and the in-flight count that unload waits for. Errors from the
+model's own code become a 400 (its ``input_errors``) or a logged 500.
 
 A model whose ``compute`` returns a pandas DataFrame answers its columns as
 the outputs, and the response says so (``content_type: pd``, the v2
@@ -28,15 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from ..datatypes import datatype_of
+from ..datatypes import config_datatype, datatype_of
 from ..errors import InferenceError, InvalidInput, ModelNotReady, ModelServerError, excerpt
 from ..model.base import Model
+from ..model.content_types import output_content_types
+from ..model.outputs import alias_index
 from ..model.tabular import is_frame
 from ..observability import metrics
 from ..types import InferRequest, InferResponse, Tensor
-from .batching import Batcher, batch_key
+from .batching import Batcher, batch_key, rows_of
 from .context import RequestContext, abandon_on_disconnect
 from .execution import PredictRunner
+from .statistics import ModelStatistics
 
 logger = logging.getLogger("modelserver.dataplane")
 
@@ -94,6 +97,8 @@ class ServedModel:
         self.inflight = 0
         self.runner = PredictRunner(self.options.executor, self.options.predict_executor)
         self.metrics = metrics.for_model(self.name) if self.options.enable_metrics else None
+        #: Triton's statistics extension: counts and durations since this load.
+        self.stats = ModelStatistics()
         self.batcher: Batcher | None = None
 
     # -- lifecycle ----------------------------------------------------------------
@@ -134,7 +139,11 @@ class ServedModel:
             opts.max_batch_size,
             opts.max_batch_delay_s,
             observe=metrics.batch_observer(self.name) if opts.enable_metrics else None,
+            executed=self._executed,
         )
+
+    def _executed(self, rows: int, start_ns: int, end_ns: int) -> None:
+        self.stats.execution(rows, end_ns - start_ns, end_ns)
 
     def stop(self) -> None:
         """Take no more requests."""
@@ -178,6 +187,53 @@ class ServedModel:
             meta["parameters"] = params
         return meta
 
+    def config(self) -> dict[str, Any]:
+        """Triton's model configuration, from what the model declares.
+
+        ``max_batch_size`` is the batching limit when this model is batched
+        (then ``dims`` leave out the batch dimension, as Triton's do), else
+        0 and ``dims`` are the whole declared shapes.
+        """
+        model = self.require_model()
+        batcher = self.batcher
+        max_batch = batcher.max_batch_size if batcher is not None else 0
+
+        def dims(shape: Any) -> list[int]:
+            whole = [int(d) for d in shape]
+            return whole[1:] if max_batch and whole else whole
+
+        config: dict[str, Any] = {
+            "name": self.name,
+            "platform": self.platform,
+            "backend": model.server_name,
+            "max_batch_size": max_batch,
+            "input": [
+                {
+                    "name": spec["name"],
+                    "data_type": config_datatype(spec["datatype"]),
+                    "format": "FORMAT_NONE",
+                    "dims": dims(spec["shape"]),
+                    "optional": False,
+                }
+                for spec in model.inputs_metadata()
+            ],
+            "output": [
+                {
+                    "name": spec["name"],
+                    "data_type": config_datatype(spec["datatype"]),
+                    "dims": dims(spec["shape"]),
+                    "label_filename": "",
+                }
+                for spec in model.outputs.metadata()
+            ],
+        }
+        if batcher is not None:
+            config["dynamic_batching"] = {
+                "preferred_batch_size": [],
+                "max_queue_delay_microseconds": int(batcher.max_delay_s * 1_000_000),
+            }
+        return config
+
     # -- the request pipeline ------------------------------------------------------
 
     async def infer(self, request: InferRequest, ctx: RequestContext) -> InferResponse:
@@ -186,6 +242,7 @@ class ServedModel:
         if model is None or self.state is not ModelState.READY:
             raise ModelNotReady(self.name, self.reason)
         self.inflight += 1
+        started = time.perf_counter_ns()
         try:
             requested = [o.name for o in request.outputs] if request.outputs else None
             names = model.outputs.select(requested, self.name)
@@ -195,14 +252,29 @@ class ServedModel:
                 raise
             except Exception as exc:
                 raise self._served_error(model, exc, request) from exc
-            results = await self._compute(model, request, inputs, names, ctx)
+            prepared = time.perf_counter_ns()
+            computed = await self._compute(model, request, inputs, list(dict.fromkeys(names)), ctx)
+            packing = time.perf_counter_ns()
+            outputs = self._pack(model, computed.results, names, requested)
+            output_content_types(request, outputs)
+            done = time.perf_counter_ns()
+            self.stats.request(
+                rows_of(inputs),
+                done - started,
+                computed.start_ns - computed.queued_ns,
+                (prepared - started, computed.end_ns - computed.start_ns, done - packing),
+                not computed.batched,
+            )
             return InferResponse(
                 model_name=self.name,
                 model_version=self.version,
                 id=request.id,
-                outputs=self._pack(model, results, requested),
-                parameters={"content_type": "pd"} if is_frame(results) else {},
+                outputs=outputs,
+                parameters={"content_type": "pd"} if is_frame(computed.results) else {},
             )
+        except BaseException:
+            self.stats.failure(time.perf_counter_ns() - started)
+            raise
         finally:
             self.inflight -= 1
 
@@ -213,7 +285,7 @@ class ServedModel:
         inputs: Any,
         names: list[str],
         ctx: RequestContext,
-    ) -> Mapping[str, Any]:
+    ) -> Computed:
         batcher = self.batcher
         key = batch_key(inputs, names) if batcher is not None else None
         queued_ns = time.time_ns()
@@ -230,26 +302,41 @@ class ServedModel:
             raise
         except Exception as exc:
             raise self._served_error(model, exc, request) from exc
+        if key is None:
+            self.stats.execution(rows_of(inputs), end_ns - start_ns, end_ns)
         if self.metrics is not None:
             self.metrics.queue.observe((start_ns - queued_ns) / 1e9)
             self.metrics.predict.observe((end_ns - start_ns) / 1e9)
         if ctx.trace is not None:
             ctx.trace.phase("queue", queued_ns, start_ns)
             ctx.trace.phase("predict", start_ns, end_ns)
-        return results
+        return Computed(results, queued_ns, start_ns, end_ns, key is not None)
 
     def _pack(
-        self, model: Model, results: Mapping[str, Any], requested: list[str] | None
+        self,
+        model: Model,
+        results: Mapping[str, Any],
+        names: list[str],
+        requested: list[str] | None,
     ) -> list[Tensor]:
+        """The output tensors, each under the name the request used (an alias stays one)."""
         if model.outputs.dynamic and requested:
-            missing = [n for n in requested if n not in results]
-            if missing:
-                raise InvalidInput(
-                    f"Model '{self.name}' has no output named "
-                    f"{', '.join(repr(n) for n in missing)}; available: {', '.join(results)}"
-                )
-            return [to_tensor(name, results[name]) for name in requested]
+            return [to_tensor(name, self._dynamic(results, name)) for name in requested]
+        if requested:
+            pairs = zip(requested, names, strict=True)
+            return [to_tensor(asked, results[name]) for asked, name in pairs]
         return [to_tensor(str(name), value) for name, value in results.items()]
+
+    def _dynamic(self, results: Mapping[str, Any], name: str) -> Any:
+        """A requested output of a dynamic table: by name, or the N-th for ``output-N``."""
+        if name in results:
+            return results[name]
+        index = alias_index(name)
+        if index is not None and index < len(results):
+            return list(results.values())[index]
+        raise InvalidInput(
+            f"Model '{self.name}' has no output named {name!r}; available: {', '.join(results)}"
+        )
 
     def _served_error(
         self, model: Model, exc: Exception, request: InferRequest
@@ -265,6 +352,18 @@ class ServedModel:
             exc_info=exc,
         )
         return InferenceError(f"Model '{self.name}' failed: {type(exc).__name__}: {text}")
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """What one request's compute step gave: its outputs and when it queued, ran and ended."""
+
+    results: Mapping[str, Any]
+    queued_ns: int
+    start_ns: int
+    end_ns: int
+    #: Run in a batch with other requests (its execution is counted by the batcher).
+    batched: bool
 
 
 def to_tensor(name: str, value: Any) -> Tensor:

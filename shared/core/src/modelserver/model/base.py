@@ -46,6 +46,10 @@ class Model(abc.ABC):
     #: Whether concurrent requests may share one predict call (rows stacked);
     #: the data plane batches only when this holds and ``--max_batch_size`` > 0.
     batchable: bool = True
+    #: Whether the model scores missing feature values (NaN), as tree boosters
+    #: do: then table rows that lack a column reach it as NaN, as KServe hands
+    #: them over; otherwise such a request is a 400 naming the column.
+    missing_values: bool = False
 
     def __init__(
         self,
@@ -72,11 +76,11 @@ class Model(abc.ABC):
     def preprocess(self, request: InferRequest) -> ModelInput:
         """Per request, before batching: the request -> predict's input.
 
-        The default gives one tensor as a 2-D array and several as a DataFrame
+        The default gives one tensor as its array and several as a DataFrame
         of named columns (``modelserver.model.inputs``). ``input_errors``
         raised here are answered 400 and fail this request alone.
         """
-        return default_inputs(request)
+        return default_inputs(request, self.missing_values)
 
     def postprocess(self, result: Any) -> Any:
         """Per predict call: predict's result -> the joint outputs (a mapping by name)."""

@@ -18,10 +18,16 @@ A table made with ``dynamic=True`` has no fixed names: the model's predict
 returns a mapping whose names depend on the request (one output per input,
 say), every one of them is the default, and a request may select any of
 them.
+
+KServe's scikit-learn, XGBoost and LightGBM servers call their one output
+``output-0``, and requests written for them ask for it by that name. So a
+request may name ``output-N`` for the N-th default output (unless the model
+has an output of that very name), and is answered under the name it used.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +36,14 @@ from ..errors import InvalidInput
 
 #: An output's own computation: the model's input -> array-like.
 Compute = Callable[[Any], Any]
+
+_ALIAS = re.compile(r"output-(0|[1-9][0-9]{0,3})")
+
+
+def alias_index(name: str) -> int | None:
+    """N for KServe's default output name ``output-N``; None for any other name."""
+    found = _ALIAS.fullmatch(name)
+    return int(found.group(1)) if found is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +131,18 @@ class Outputs:
         """Model metadata's ``outputs``: every output whose datatype is declared."""
         return [o.metadata() for o in self._by_name.values() if o.datatype]
 
+    def resolve(self, name: str) -> str | None:
+        """The output a requested name means: itself, or the default ``output-N`` names."""
+        if name in self._by_name:
+            return name
+        index = alias_index(name)
+        if index is None:
+            return None
+        defaults = self.defaults()
+        return defaults[index] if index < len(defaults) else None
+
     def select(self, requested: Sequence[str] | None, model: str) -> list[str]:
-        """The names to compute for a request: those it asked for, else the defaults.
+        """The outputs a request gets, one per name it asked for, else the defaults.
 
         400 naming the unknown ones (and what is available) when it asked for
         an output this model does not have.
@@ -132,10 +156,17 @@ class Outputs:
             )
         if self.dynamic:
             return list(requested)
-        unknown = [n for n in requested if n not in self._by_name]
+        names: list[str] = []
+        unknown: list[str] = []
+        for name in requested:
+            found = self.resolve(name)
+            if found is None:
+                unknown.append(name)
+            else:
+                names.append(found)
         if unknown:
             raise InvalidInput(
                 f"Model '{model}' has no output named {', '.join(repr(n) for n in unknown)}; "
-                f"available: {', '.join(self._by_name)}"
+                f"available: {', '.join(self._by_name)} (or output-N, the N-th default)"
             )
-        return list(requested)
+        return names

@@ -27,27 +27,41 @@ def is_frame(inputs: Any) -> bool:
     return hasattr(inputs, "columns") and hasattr(inputs, "iloc")
 
 
-def check_feature_count(model: str, inputs: Any, expected: int | None) -> None:
-    """400 when rows do not have ``expected`` features (None or < 1: unknown)."""
+def check_feature_count(model: str, inputs: Any, expected: int | None) -> Any:
+    """``inputs`` as rows of ``expected`` features; 400 when they are not (None: unknown).
+
+    N single values (shape [N], a v1 list of numbers) are N rows of a
+    one-feature model, and become [N, 1] here, where the feature count is
+    known; for a model of more features they are a 400 that says so.
+    """
     if not expected or expected < 1:
-        return
+        return inputs
     shape = getattr(inputs, "shape", None)
     if shape is None:
-        return
+        return inputs
+    if len(shape) == 1 and expected == 1:
+        return inputs.reshape(-1, 1)
     if len(shape) != 2:
+        hint = "; a list of single values is one value per row" if len(shape) == 1 else ""
         raise InvalidInput(
             f"Model '{model}' expects rows of {expected} features (shape [N, {expected}]), "
-            f"got shape {list(shape)}"
+            f"got shape {list(shape)}{hint}"
         )
     if shape[1] != expected:
         raise InvalidInput(f"Model '{model}' expects {expected} features per row, got {shape[1]}")
+    return inputs
 
 
-def align_columns(model: str, frame: Any, names: Sequence[str] | None) -> Any:
+def align_columns(
+    model: str, frame: Any, names: Sequence[str] | None, fill_missing: bool = False
+) -> Any:
     """The DataFrame's columns in the model's feature order; 400 when some are missing.
 
     A frame whose columns are not the model's names at all (``input-0``...) is
-    taken positionally, the way an array would be.
+    taken positionally, the way an array would be. ``fill_missing``: the
+    model scores missing values, so an absent feature is a column of NaN (as
+    KServe builds its DataFrame) instead of a 400, unless the request also
+    has columns the model does not know (a misspelt name, most likely).
     """
     if not names or not is_frame(frame):
         return frame
@@ -58,11 +72,15 @@ def align_columns(model: str, frame: Any, names: Sequence[str] | None) -> Any:
     if not present & set(names):
         return frame
     missing = [n for n in names if n not in present]
-    if missing:
+    unknown = [c for c in columns if c not in set(names)]
+    if missing and (unknown or not fill_missing):
+        extra = f" (unknown: {', '.join(unknown)})" if unknown else ""
         raise InvalidInput(
             f"Model '{model}' needs feature {', '.join(repr(n) for n in missing)}; "
-            f"got {', '.join(columns)}"
+            f"got {', '.join(columns)}{extra}"
         )
+    if missing:
+        return frame.reindex(columns=list(names))
     return frame[list(names)]
 
 
@@ -87,22 +105,28 @@ def binary_to_two_columns(probabilities: Any) -> np.ndarray:
     return np.stack([1.0 - p1, p1], axis=1)
 
 
-def numeric_rows(model: str, inputs: Any, names: Sequence[str] | None, expected: int | None) -> Any:
+def numeric_rows(
+    model: str,
+    inputs: Any,
+    names: Sequence[str] | None,
+    expected: int | None,
+    fill_missing: bool = False,
+) -> Any:
     """The request as one numeric 2-D array, named columns in ``names`` order; 400 otherwise.
 
     Strings (BYTES) are refused here, naming the inputs that hold them, rather
     than handed to a framework that rejects them with a cryptic message or,
-    worse, parses "5.1" as a number.
+    worse, parses "5.1" as a number. ``fill_missing`` as for ``align_columns``.
     """
     if is_frame(inputs):
-        inputs = align_columns(model, inputs, names)
+        inputs = align_columns(model, inputs, names, fill_missing)
         text = [str(c) for c, t in inputs.dtypes.items() if t.kind not in NUMERIC_KINDS]
         if text:
             raise InvalidInput(
                 f"Model '{model}' takes numbers; input {', '.join(text)} is not numeric"
             )
         inputs = inputs.to_numpy()
-    check_feature_count(model, inputs, expected)
+    inputs = check_feature_count(model, inputs, expected)
     if inputs.dtype.kind not in NUMERIC_KINDS:
         got = "strings (BYTES)" if inputs.dtype.kind in "OSU" else str(inputs.dtype)
         raise InvalidInput(f"Model '{model}' takes numbers (FP32, FP64 or integers); got {got}")

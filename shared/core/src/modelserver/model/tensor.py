@@ -49,13 +49,24 @@ class TensorSpec:
         return tensor_spec(self.name, self.datatype, list(self.shape))
 
 
+def _fits(declared: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    return len(declared) == len(shape) and all(
+        want < 0 or want == got for want, got in zip(declared, shape, strict=True)
+    )
+
+
 def _check_shape(spec: TensorSpec, data: np.ndarray, model: str) -> np.ndarray:
     declared = spec.shape
     if not declared:
         return data
     if data.ndim == len(declared) - 1 and declared[0] == -1:
-        # One example without its batch dimension: add it.
-        data = data.reshape((1, *data.shape))
+        one_example = (1, *data.shape)
+        if _fits(declared, one_example) or declared[-1] != 1:
+            # One example without its batch dimension: add it.
+            data = data.reshape(one_example)
+        else:
+            # N single values (a v1 list of numbers) for an input of rows of one value.
+            data = data.reshape((*data.shape, 1))
     if data.ndim != len(declared):
         raise InvalidInput(
             f"Model '{model}' input '{spec.name}' expects shape {list(declared)}, "

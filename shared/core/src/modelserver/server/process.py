@@ -112,9 +112,12 @@ def prepare_server(
             raise CannotStart(f"loading the model failed: {type(exc).__name__}: {reason}") from None
         raise
     dataplane = DataPlane(
-        repository, server_name=model_class.server_name, protocols=model_class.protocols
+        repository,
+        server_name=model_class.server_name,
+        protocols=model_class.protocols,
+        workers=settings.workers,
+        shared_memory=settings.allow_shared_memory,
     )
-    dataplane.workers = settings.workers
     return ModelServer(dataplane, settings, http_socket, tokens, reuse_port), executor
 
 

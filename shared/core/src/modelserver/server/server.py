@@ -159,5 +159,6 @@ class ModelServer:
             sock.close()
             if self.dataplane.payload_logger is not None:
                 await self.dataplane.payload_logger.stop()
+            self.dataplane.close()
             tracing.shutdown()
         logger.info("stopped")

@@ -3,18 +3,22 @@
 Registered as a generic handler built from the service descriptor, so the
 messages come from our private pool (see ``messages``). Each RPC maps its
 message through the gRPC codec to the data plane; errors leave with the
-status code from the architecture's table, the same as REST.
+status code from the architecture's table, the same as REST. On the
+``ModelStreamInfer`` stream every request is answered on the stream, an
+error as ``error_message``, and the stream stays open for the next.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from ... import protos as pb
@@ -95,6 +99,28 @@ def _authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     return None
 
 
+def _stream_guarded(
+    fn: Callable[[AsyncIterator[bytes], Any], AsyncIterator[Any]], policy: RequestPolicy
+) -> Callable[[AsyncIterator[bytes], Any], AsyncIterator[Any]]:
+    """A streaming RPC behind authentication (checked once, when the stream opens)."""
+
+    @functools.wraps(fn)
+    async def wrapper(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
+        if policy.auth_on:
+            try:
+                policy.authenticate(_authorization(context))
+            except ModelServerError as exc:
+                await abort_with(context, fn.__name__, exc)
+        async for answer in fn(requests, context):
+            yield answer
+
+    return wrapper
+
+
+#: Marks the end of a stream's requests in its answer queue.
+_END_OF_REQUESTS = object()
+
+
 class InferenceServicer:
     """The RPCs of GRPCInferenceService over a data plane."""
 
@@ -146,15 +172,86 @@ class InferenceServicer:
         self.dataplane.repository.get_ready(request.model_name, request.model_version or None)
         trace = ctx.trace
         t0 = time.time_ns() if trace is not None else 0
-        infer_request = v2_grpc.decode_infer_request(request)
+        registry = self.dataplane.shared_memory
+        infer_request = v2_grpc.decode_infer_request(
+            request, registry.read if registry is not None else None
+        )
         if trace is not None:
             trace.phase("decode", t0, time.time_ns())
         response = await self.dataplane.infer(infer_request, ctx)
         t2 = time.time_ns() if trace is not None else 0
-        out = v2_grpc.encode_infer_response(response, raw=bool(request.raw_input_contents))
+        out = v2_grpc.encode_infer_response(response)
         if trace is not None:
             trace.phase("encode", t2, time.time_ns())
         return out
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[bytes], context: Any
+    ) -> AsyncIterator[Any]:
+        """Answer each request of the stream on it, in the order they finish.
+
+        Requests run concurrently (so they batch like separate calls); each
+        answer is a ``ModelStreamInferResponse`` with the response or, for a
+        request that failed, its ``error_message`` (and the request's id),
+        and the stream goes on. It ends when the client closes its side.
+        """
+        answers: asyncio.Queue[Any] = asyncio.Queue()
+        tasks: set[asyncio.Task[None]] = set()
+        started = 0
+
+        async def answer(raw: bytes) -> None:
+            answers.put_nowait(await self._stream_answer(raw, context))
+
+        async def read() -> None:
+            nonlocal started
+            try:
+                async for raw in requests:
+                    started += 1
+                    task = asyncio.ensure_future(answer(raw))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            finally:
+                answers.put_nowait(_END_OF_REQUESTS)
+
+        reader = asyncio.ensure_future(read())
+        answered = 0
+        ended = False
+        try:
+            while not ended or answered < started:
+                item = await answers.get()
+                if item is _END_OF_REQUESTS:
+                    ended = True
+                    continue
+                answered += 1
+                yield item
+        finally:
+            reader.cancel()
+            for task in list(tasks):
+                task.cancel()
+
+    async def _stream_answer(self, raw: bytes, context: Any) -> Any:
+        """One stream request's answer: its response, or its error as ``error_message``."""
+        request = None
+        try:
+            try:
+                request = pb.ModelInferRequest.FromString(raw)
+            except DecodeError as exc:
+                raise InvalidInput(f"Malformed ModelInferRequest message: {exc}") from None
+            response = await self.ModelInfer(request, context)
+            return pb.ModelStreamInferResponse(infer_response=response)
+        except ModelServerError as exc:
+            level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
+            logger.log(level, "ModelStreamInfer -> %s: %s", exc.grpc_code, exc.message)
+            message = exc.message
+        except Exception as exc:
+            logger.exception("ModelStreamInfer failed")
+            message = f"Internal error: {type(exc).__name__}: {exc}"
+        failed = pb.ModelStreamInferResponse(error_message=message)
+        if request is not None:
+            failed.infer_response.model_name = request.model_name
+            failed.infer_response.model_version = request.model_version
+            failed.infer_response.id = request.id
+        return failed
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         response = pb.RepositoryIndexResponse()
@@ -168,12 +265,38 @@ class InferenceServicer:
         return response
 
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
-        await self.dataplane.load(request.model_name)
+        await self.dataplane.load(request.model_name, dict(request.parameters))
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
         await self.dataplane.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+    # -- Triton's statistics, model configuration and system shared memory --------------
+
+    async def ModelStatistics(self, request: Any, context: Any) -> Any:
+        stats = self.dataplane.statistics(request.name or None, request.version or None)
+        return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
+
+    async def ModelConfig(self, request: Any, context: Any) -> Any:
+        config = self.dataplane.model_config(request.name, request.version or None)
+        return json_format.ParseDict({"config": config}, pb.ModelConfigResponse())
+
+    async def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        response = pb.SystemSharedMemoryStatusResponse()
+        for region in self.dataplane.shared_memory_status(request.name or None):
+            json_format.ParseDict(region, response.regions[region["name"]])
+        return response
+
+    async def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        self.dataplane.register_shared_memory(
+            request.name, request.key, request.offset, request.byte_size
+        )
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+        self.dataplane.unregister_shared_memory(request.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
 
 
 def generic_handler(dataplane: DataPlane, gate: InferenceGate) -> grpc.GenericRpcHandler:
@@ -183,6 +306,13 @@ def generic_handler(dataplane: DataPlane, gate: InferenceGate) -> grpc.GenericRp
     for method in pb.SERVICE.methods:
         request_cls = pb.message_class(method.input_type.full_name)
         response_cls = pb.message_class(method.output_type.full_name)
+        if method.client_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                _stream_guarded(getattr(servicer, method.name), gate.policy),
+                request_deserializer=None,
+                response_serializer=response_cls.SerializeToString,
+            )
+            continue
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _guarded(method.name, getattr(servicer, method.name), request_cls, gate.policy),
             request_deserializer=None,

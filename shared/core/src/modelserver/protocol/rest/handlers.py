@@ -9,6 +9,7 @@ trace) and the data plane; the codecs turn bytes into requests and back.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from ...errors import (
     PayloadTooLarge,
 )
 from ...types import InferRequest, InferResponse
+from . import encoding
 from .routes import RouteTable
 
 JSON = b"application/json"
@@ -52,6 +54,8 @@ PING = b"\n"
 
 #: A protocol's body -> the request, for the model of this name.
 Decode = Callable[[bytes, str], InferRequest]
+#: Compressed bodies larger than this are inflated off the event loop.
+INLINE_INFLATE_BYTES = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -140,7 +144,21 @@ class Handlers:
         self.routes = routes
 
     async def body(self, req: HttpRequest) -> bytes:
-        return await read_body(req.receive, req.header(b"content-length"), self.max_body_size)
+        """The request body, inflated when it has a Content-Encoding (bounded by the limit)."""
+        limit = self.max_body_size
+        body = await read_body(req.receive, req.header(b"content-length"), limit)
+        coding = req.header(b"content-encoding")
+        if coding is None:
+            return body
+        if len(body) <= INLINE_INFLATE_BYTES:
+            return encoding.decode(body, coding, limit)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, encoding.decode, body, coding, limit)
+
+    async def json_body(self, req: HttpRequest, what: str) -> dict[str, Any]:
+        """A JSON object body; an empty body is an empty object."""
+        body = await self.body(req)
+        return v2_rest.loads_object(body, what) if body.strip() else {}
 
     # -- health and server ---------------------------------------------------------
 
@@ -188,7 +206,10 @@ class Handlers:
         trace = ctx.trace
         t0 = time.time_ns() if trace is not None else 0
         json_length = v2_rest.parse_header_length(req.header(HEADER_LENGTH), len(body))
-        request = v2_rest.decode_infer_request(body, json_length, name, version)
+        registry = self.dataplane.shared_memory
+        request = v2_rest.decode_infer_request(
+            body, json_length, name, version, registry.read if registry is not None else None
+        )
         if trace is not None:
             trace.phase("decode", t0, time.time_ns())
         response = await self.dataplane.infer(request, ctx)
@@ -295,21 +316,48 @@ class Handlers:
     # -- repository extension ----------------------------------------------------------
 
     async def repository_index(self, req: HttpRequest) -> Reply:
-        body = await self.body(req)
-        ready_only = False
-        if body.strip():
-            ready = v2_rest.loads_object(body, "index request").get("ready", False)
-            if not isinstance(ready, bool):
-                raise InvalidInput("'ready' in an index request must be true or false")
-            ready_only = ready
+        ready = (await self.json_body(req, "index request")).get("ready", False)
+        if not isinstance(ready, bool):
+            raise InvalidInput("'ready' in an index request must be true or false")
+        ready_only = ready
         return json_reply(self.dataplane.repository_index(ready_only))
 
     async def repository_load(self, req: HttpRequest) -> Reply:
-        await self.dataplane.load(req.name)
+        parameters = (await self.json_body(req, "load request")).get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidInput("'parameters' of a load request must be a JSON object")
+        await self.dataplane.load(req.name, parameters)
         return 200, b"", JSON, []
 
     async def repository_unload(self, req: HttpRequest) -> Reply:
         await self.dataplane.unload(req.name)
+        return 200, b"", JSON, []
+
+    # -- statistics and model configuration (Triton's extensions) ------------------------
+
+    async def statistics(self, req: HttpRequest) -> Reply:
+        return json_reply(self.dataplane.statistics(req.params.get("name"), req.version))
+
+    async def model_config(self, req: HttpRequest) -> Reply:
+        return json_reply(self.dataplane.model_config(req.name, req.version))
+
+    # -- system shared memory (Triton's extension) -----------------------------------------
+
+    async def shared_memory_status(self, req: HttpRequest) -> Reply:
+        return json_reply(self.dataplane.shared_memory_status(req.params.get("region")))
+
+    async def shared_memory_register(self, req: HttpRequest) -> Reply:
+        body = await self.json_body(req, "register request")
+        self.dataplane.register_shared_memory(
+            req.params.get("region") or "",
+            body.get("key"),
+            body.get("offset", 0),
+            body.get("byte_size"),
+        )
+        return 200, b"", JSON, []
+
+    async def shared_memory_unregister(self, req: HttpRequest) -> Reply:
+        self.dataplane.unregister_shared_memory(req.params.get("region"))
         return 200, b"", JSON, []
 
     # -- documentation (--enable_docs_url) -------------------------------------------------

@@ -23,6 +23,8 @@ _PARAMS = {
     "{name}": r"(?P<name>[^/:]+)",
     "{name_any}": r"(?P<name>[^/]+)",
     "[/versions/{version}]": r"(?:/versions/(?P<version>[^/]+))?",
+    "[/region/{region}]": r"(?:/region/(?P<region>[^/]+))?",
+    "{region}": r"(?P<region>[^/]+)",
 }
 
 
@@ -77,6 +79,7 @@ ROUTES: tuple[Route, ...] = (
         "Model readiness",
         probe=True,
     ),
+    Route("statistics", "GET", "/v2/models/stats", "Statistics of every model (Triton's)"),
     Route("model_metadata", "GET", "/v2/models/{name_any}[/versions/{version}]", "Model metadata"),
     Route("server_metadata", "GET", "/v2", "Server metadata"),
     Route("v1_model", "GET", "/v1/models/{name}", "KServe v1 model status", probe=True),
@@ -89,6 +92,36 @@ ROUTES: tuple[Route, ...] = (
         "repository_load", "POST", "/v2/repository/models/{name_any}/load", "Load or reload a model"
     ),
     Route("repository_unload", "POST", "/v2/repository/models/{name_any}/unload", "Unload a model"),
+    Route(
+        "statistics",
+        "GET",
+        "/v2/models/{name_any}[/versions/{version}]/stats",
+        "A model's statistics (Triton's statistics extension)",
+    ),
+    Route(
+        "model_config",
+        "GET",
+        "/v2/models/{name_any}[/versions/{version}]/config",
+        "A model's configuration (Triton's model configuration extension)",
+    ),
+    Route(
+        "shared_memory_status",
+        "GET",
+        "/v2/systemsharedmemory[/region/{region}]/status",
+        "Registered system shared memory regions",
+    ),
+    Route(
+        "shared_memory_register",
+        "POST",
+        "/v2/systemsharedmemory/region/{region}/register",
+        "Register a system shared memory region",
+    ),
+    Route(
+        "shared_memory_unregister",
+        "POST",
+        "/v2/systemsharedmemory[/region/{region}]/unregister",
+        "Unregister one system shared memory region, or all",
+    ),
     Route("openapi", "GET", "/openapi.json", "This document", docs_only=True),
     Route("docs", "GET", "/docs", "Interactive documentation", docs_only=True),
     # MLflow's scoring server (``mlflow models serve``), for runtimes that speak it.
@@ -150,16 +183,17 @@ class RouteTable:
         paths: dict[str, dict[str, Any]] = {}
         for route in self.routes:
             variants = [route.template]
-            if "[/versions/{version}]" in route.template:
-                variants = [
-                    route.template.replace("[/versions/{version}]", ""),
-                    route.template.replace("[/versions/{version}]", "/versions/{version}"),
-                ]
+            for optional in ("[/versions/{version}]", "[/region/{region}]"):
+                if optional in route.template:
+                    variants = [
+                        route.template.replace(optional, ""),
+                        route.template.replace(optional, optional[1:-1]),
+                    ]
             for variant in variants:
                 path = variant.replace("{name_any}", "{name}")
                 params = [
                     {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for p in ("name", "version")
+                    for p in ("name", "version", "region")
                     if "{" + p + "}" in path
                 ]
                 paths.setdefault(path, {})[route.method.lower()] = {
