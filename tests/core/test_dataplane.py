@@ -119,7 +119,12 @@ def test_server_metadata() -> None:
     assert orjson.loads(s.dataplane.server_metadata_json) == {
         "name": "inproc",
         "version": __version__,
-        "extensions": ["binary_tensor_data", "model_repository"],
+        "extensions": [
+            "binary_tensor_data",
+            "model_repository",
+            "statistics",
+            "model_configuration",
+        ],
     }
 
 

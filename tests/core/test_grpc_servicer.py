@@ -141,7 +141,12 @@ def test_server_metadata(s: Stack) -> None:
 
     meta = run(s, test)
     assert (meta.name, meta.version) == ("inproc", __version__)
-    assert list(meta.extensions) == ["binary_tensor_data", "model_repository"]
+    assert list(meta.extensions) == [
+        "binary_tensor_data",
+        "model_repository",
+        "statistics",
+        "model_configuration",
+    ]
 
 
 def test_model_metadata_is_the_data_planes(s: Stack) -> None:
@@ -179,7 +184,9 @@ def test_model_infer_answers_as_the_model_does_in_the_form_it_was_asked(
 
     response = run(s, test)
     assert (response.model_name, response.model_version, response.id) == ("arith", "1", "g-1")
-    assert bool(response.raw_output_contents) is raw
+    # Answered raw whatever the request used, as Triton answers (hand-written clients
+    # read raw_output_contents).
+    assert response.raw_output_contents
     expected = model.expected(X, ["negate", "total"])
     got = outputs_of(response)
     assert list(got) == list(expected)
@@ -387,12 +394,29 @@ CALLS: dict[str, Any] = {
     "RepositoryIndex": pb.RepositoryIndexRequest(),
     "RepositoryModelLoad": pb.RepositoryModelLoadRequest(model_name="arith"),
     "RepositoryModelUnload": pb.RepositoryModelUnloadRequest(model_name="arith"),
+    "ModelStatistics": pb.message_class("inference.ModelStatisticsRequest")(name="arith"),
+    "ModelConfig": pb.message_class("inference.ModelConfigRequest")(name="arith"),
+    "SystemSharedMemoryStatus": pb.message_class("inference.SystemSharedMemoryStatusRequest")(),
+    "SystemSharedMemoryRegister": pb.message_class("inference.SystemSharedMemoryRegisterRequest")(
+        name="r", key="/r", byte_size=8
+    ),
+    "SystemSharedMemoryUnregister": pb.message_class(
+        "inference.SystemSharedMemoryUnregisterRequest"
+    )(),
 }
 PROBES = {"ServerLive", "ServerReady", "ModelReady"}
+#: Refused past authentication here: shared memory is off unless --allow_shared_memory.
+REFUSED_ANYWAY = {
+    "SystemSharedMemoryStatus",
+    "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister",
+}
+#: Bidirectional streams, checked on their own below.
+STREAMS = {"ModelStreamInfer"}
 
 
 def test_every_rpc_of_the_service_is_covered() -> None:
-    assert set(CALLS) == {m.name for m in pb.SERVICE.methods}
+    assert set(CALLS) | STREAMS == {m.name for m in pb.SERVICE.methods}
 
 
 @pytest.mark.parametrize("method", list(CALLS))
@@ -411,6 +435,40 @@ def test_with_auth_on_only_probes_are_open(tmp_path: Path, method: str) -> None:
                 code, details = await status_of(call(CALLS[method], metadata=metadata))
                 assert code == grpc.StatusCode.UNAUTHENTICATED
                 assert details == "Missing or invalid bearer token"
-        await call(CALLS[method], metadata=(("authorization", f"Bearer {TOKEN}"),))
+        authorized = call(CALLS[method], metadata=(("authorization", f"Bearer {TOKEN}"),))
+        if method in REFUSED_ANYWAY:
+            code, details = await status_of(authorized)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "--allow_shared_memory" in details
+        else:
+            await authorized
+
+    run(s, test)
+
+
+def test_with_auth_on_the_stream_needs_a_token(tmp_path: Path) -> None:
+    (tmp_path / "arith").mkdir()
+    served = factory_of(Arith)("arith", tmp_path / "arith")
+    served.load()
+    s = stack(served, factory=factory_of(Arith), root=tmp_path, tokens=[TOKEN.encode()])
+    response_cls = pb.message_class("inference.ModelStreamInferResponse")
+
+    async def test(channel: grpc.aio.Channel) -> None:
+        stream = channel.stream_stream(
+            SERVICE + "ModelStreamInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=response_cls.FromString,
+        )
+        refused = stream(iter([infer_request(X, id="s-1")]))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in refused:
+                pass
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        allowed = stream(
+            iter([infer_request(X, id="s-2")]),
+            metadata=(("authorization", f"Bearer {TOKEN}"),),
+        )
+        answers = [answer async for answer in allowed]
+        assert [a.infer_response.id for a in answers] == ["s-2"]
+        assert not answers[0].error_message
 
     run(s, test)

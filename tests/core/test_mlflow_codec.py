@@ -56,7 +56,7 @@ def test_instances_and_inputs_are_tensorflow_servings_forms() -> None:
     assert _columns(columns) == {"a": [1, 2], "b": ["x", "y"]}
     assert columns.parameters == {"k": 1}  # not a DataFrame: no content_type
     texts = _decode({"inputs": ["a b", "c"]})
-    assert texts.inputs[0].shape == (2, 1)
+    assert texts.inputs[0].shape == (2,)  # N values, one each (a text model's column)
 
 
 @pytest.mark.parametrize(

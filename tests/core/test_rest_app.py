@@ -167,6 +167,24 @@ HAPPY: dict[str, tuple[dict[str, Any], int, Check]] = {
     "repository_index": ({}, 200, check_index),
     "repository_load": ({}, 200, check_load),
     "repository_unload": ({}, 200, check_unload),
+    "statistics": (
+        {},
+        200,
+        lambda s, r: [m["name"] for m in r.json()["model_stats"]] == ["arith"],
+    ),
+    "model_config": ({}, 200, lambda s, r: r.json()["name"] == "arith"),
+    # Off unless --allow_shared_memory (tests/core/test_shared_memory_registry.py turns it on).
+    "shared_memory_status": ({}, 400, lambda s, r: "--allow_shared_memory" in r.json()["error"]),
+    "shared_memory_register": (
+        {"json": {"key": "/r", "byte_size": 8}},
+        400,
+        lambda s, r: "--allow_shared_memory" in r.json()["error"],
+    ),
+    "shared_memory_unregister": (
+        {},
+        400,
+        lambda s, r: "--allow_shared_memory" in r.json()["error"],
+    ),
     "openapi": ({}, 200, check_openapi),
     "docs": ({}, 200, lambda s, r: b'url: "/openapi.json"' in r.content),
 }
@@ -175,6 +193,7 @@ HAPPY: dict[str, tuple[dict[str, Any], int, Check]] = {
 def concrete(route: Route, version: bool = False) -> str:
     """The route's path for the model ``arith`` (at version 1 when ``version``)."""
     path = route.template.replace("{name_any}", "arith").replace("{name}", "arith")
+    path = path.replace("[/region/{region}]", "").replace("{region}", "r")
     return path.replace("[/versions/{version}]", "/versions/1" if version else "")
 
 
@@ -238,7 +257,7 @@ def test_a_wrong_method_is_405_with_the_allowed_ones(
         assert orjson.loads(reply.body) == {"error": "Method Not Allowed"}
 
 
-GET_ROUTES = [r for r in CORE_ROUTES if r.method == "GET"]
+GET_ROUTES = [r for r in CORE_ROUTES if r.method == "GET" and r.handler != "shared_memory_status"]
 
 
 @pytest.mark.parametrize("route", GET_ROUTES, ids=lambda r: r.template)
