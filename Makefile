@@ -12,14 +12,14 @@ GRPC_PORT ?= 8081
 
 .PHONY: install serve test lint protos sample-models bench images clean
 
-RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver
+RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver torchserver
 
 $(STAMP): pyproject.toml shared/core/pyproject.toml constraints.txt \
 		$(foreach r,$(RUNTIMES),runtimes/$(r)/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
 		-e 'shared/core[tracing]' -e runtimes/sklearnserver -e runtimes/xgbserver \
-		-e runtimes/lgbserver -e runtimes/pmmlserver -e runtimes/paddleserver \
+		-e runtimes/lgbserver -e runtimes/pmmlserver -e runtimes/paddleserver -e runtimes/torchserver \
 		-e 'runtimes/onnxserver[cpu]' -e '.[dev]'
 	touch $(STAMP)
 
