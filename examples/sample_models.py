@@ -64,6 +64,7 @@ FRAMEWORKS = {
     "pmml": "samples.pmml",
     "paddle": "samples.paddle_inference",
     "onnx": "samples.onnx_models",
+    "torch": "samples.torch_models",
     "custom": "custom_model.train_iris",
 }
 
