@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from modelserver import Feeds, InvalidInput, Outputs, TensorModel, TensorSpec
+from modelserver import Feeds, InvalidInput, ModelLoadError, Outputs, TensorModel, TensorSpec
 
 from . import loaders
 from .formats import EXTENSIONS, detect
@@ -95,26 +95,34 @@ class TorchModel(TensorModel):
             spec.name: np.zeros((PROBE_ROWS, *spec.shape[1:]), dtype=_numpy_dtype(spec))
             for spec in self.signature.inputs
         }
-        return [
-            spec_of(
-                name,
-                value.dtype,
-                (-1, *value.shape[1:])
-                if value.ndim and value.shape[0] == PROBE_ROWS
-                else value.shape,
-                "output",
-            )
-            for name, value in self._call(zeros)
-        ]
+        try:
+            answer = self._call(zeros)
+        except InvalidInput as exc:
+            raise ModelLoadError(
+                f"{self.path.name}: the traced module failed on zeros of its example shapes: "
+                f"{exc.message}"
+            ) from None
+        specs = []
+        for name, value in answer:
+            if not isinstance(value, torch.Tensor):
+                raise ModelLoadError(f"{self.path.name}: output '{name}' is not a tensor")
+            batched = value.ndim > 0 and value.shape[0] == PROBE_ROWS
+            shape = (-1, *value.shape[1:]) if batched else tuple(value.shape)
+            specs.append(spec_of(name, value.dtype, shape, "output"))
+        return specs
 
     # -- a call -----------------------------------------------------------------------
+
+    def predict(self, inputs: Feeds) -> dict[str, Any]:
+        """Every output for ``inputs`` (for callers that use the model in-process)."""
+        return {name: _array(value) for name, value in self._call(inputs)}
 
     def run(self, feeds: Feeds, names: Sequence[str]) -> list[np.ndarray]:
         results = self.compute(feeds, list(names))
         return [results[name] for name in names]
 
     def compute(self, inputs: Feeds, names: list[str]) -> dict[str, Any]:
-        results = {name: _array(value) for name, value in self._call(inputs)}
+        results = self.predict(inputs)
         if self.outputs.dynamic:
             return results
         return {name: results[name] for name in names}
