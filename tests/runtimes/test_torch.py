@@ -123,27 +123,6 @@ def _inputs(sample: str, n: int) -> dict[str, np.ndarray]:
 # -- the reference: torch in this process, with its own loaders -----------------------
 
 
-def _torch_module(sample: str, path: Path) -> Any:
-    from samples import torch_models
-
-    kind = sample.split("-", 1)[1]
-    if kind == "torchscript":
-        return torch.jit.load(str(path))
-    if kind == "export":
-        return torch.export.load(str(path)).module()
-    if kind == "aoti":
-        return torch._inductor.aoti_load_package(str(path))
-    cls = {"iris": torch_models.IrisMLP, "digits": torch_models.DigitsCNN}[sample.split("-")[0]]
-    module = cls()
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        module.load_state_dict(load_file(str(path)))
-    else:
-        module.load_state_dict(torch.load(str(path), weights_only=True))
-    return module.eval()
-
-
 @pytest.fixture(scope="module")
 def samples(framework_samples) -> dict[str, Path]:
     return framework_samples("torch")
@@ -156,8 +135,9 @@ def reference(samples: dict[str, Path]):
 
     def answer(sample: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if sample not in modules:
-            (path,) = samples[sample].iterdir()
-            modules[sample] = _torch_module(sample, path)
+            from samples.torch_models import load_with_torch
+
+            modules[sample] = load_with_torch(sample, samples[sample])
         tensors = [torch.from_numpy(np.array(v)) for v in inputs.values()]
         if sample.startswith("typed"):
             tensors[1] = tensors[1].to(torch.bfloat16)

@@ -131,8 +131,11 @@ def _aoti(found: Found, settings: TorchSettings) -> Loaded:
             f"for {compiled_for}, and runs only there; compile it for {device} (the exported "
             f"program and its example inputs on {device}), or use --device {compiled_for} or auto"
         )
-    if compiled_for == "cuda":
-        choose_device("cuda", cuda_problem(), name)
+    problem = cuda_problem() if compiled_for == "cuda" else None
+    if problem:
+        raise ModelLoadError(
+            f"Cannot serve {name}, an AOTInductor package compiled for cuda: {problem}"
+        )
     if found.has_program:
         _refuse_pickled(found, settings.allow_pickle)
     elif not settings.allow_unchecked_aoti:

@@ -167,8 +167,11 @@ def exported(program: Any) -> Signature:
     outputs: list[TensorSpec] = []
     user = [s for s in graph.output_specs if s.kind == OutputKind.USER_OUTPUT]
     names = leaf_names(program.call_spec.out_spec)
+    if len(names) != len(user):
+        raise ModelLoadError(f"the program's {len(user)} outputs do not fit its output structure")
     for name, spec in zip(names, user, strict=True):
-        value = nodes[spec.arg.name].meta.get("val") if hasattr(spec.arg, "name") else None
+        node = nodes.get(getattr(spec.arg, "name", ""))
+        value = node.meta.get("val") if node is not None else getattr(spec.arg, "value", None)
         if not isinstance(value, torch.Tensor):
             raise ModelLoadError(f"output '{name}' is {value!r}, not a tensor")
         outputs.append(spec_of(name, value.dtype, value.shape, "output"))
