@@ -23,12 +23,16 @@
 
 Fixed seeds, CPU only. The AOTInductor packages are compiled here (a C++
 compiler is needed to build them, not to serve them: the package holds the
-compiled library) and take most of the time, some 15 to 40 s each.
+compiled library) and take most of the time, some 15 to 40 s each; without a
+compiler (``$CXX``, else ``g++``) they are left out, with a note on stderr.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -160,6 +164,15 @@ def _quietly(build: Any, *args: Any, **kwargs: Any) -> Any:
         quiet.setLevel(level)
 
 
+#: The C++ compiler torch's inductor runs (its own default when CXX is unset).
+CXX = os.environ.get("CXX", "g++")
+
+
+def compiler() -> str | None:
+    """The compiler AOTInductor needs to build a package, if this machine has it."""
+    return shutil.which(CXX)
+
+
 def aoti_package(program: Any, path: Path) -> None:
     """A bare package, as ``aoti_compile_and_package`` writes it."""
     _quietly(torch._inductor.aoti_compile_and_package, program, package_path=str(path))
@@ -191,12 +204,12 @@ def _write(out: Path) -> dict[str, Path]:
     from safetensors.torch import save_file
 
     root = out / "torch"
-    names = [
-        f"{net}-{kind}"
-        for net in ("iris", "digits")
-        for kind in ("torchscript", "export", "aoti", "state-dict")
-    ] + ["typed-export", "typed-torchscript"]
-    dirs = {name: root / name for name in names}
+    kinds = ["torchscript", "export", "aoti", "state-dict"]
+    if not compiler():
+        kinds.remove("aoti")
+        print(f"no C++ compiler ({CXX}): the AOTInductor samples are not built", file=sys.stderr)
+    names = [f"{net}-{kind}" for net in ("iris", "digits") for kind in kinds]
+    dirs = {name: root / name for name in [*names, "typed-export", "typed-torchscript"]}
     for directory in dirs.values():
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -204,7 +217,8 @@ def _write(out: Path) -> dict[str, Path]:
     torch.jit.save(torch.jit.trace(iris, rows, strict=False), dirs["iris-torchscript"] / "model.pt")
     program = export(iris, (rows,))
     torch.export.save(program, dirs["iris-export"] / "model.pt2")
-    aoti_package(program, dirs["iris-aoti"] / "model.pt2")
+    if "iris-aoti" in dirs:
+        aoti_package(program, dirs["iris-aoti"] / "model.pt2")
     weights = dirs["iris-state-dict"] / "model.safetensors"
     save_file(iris.state_dict(), weights)
     weights.chmod(0o644)  # safetensors writes 0600; an image's user 1000 must read a mount
@@ -213,7 +227,8 @@ def _write(out: Path) -> dict[str, Path]:
     torch.jit.save(torch.jit.script(digits), dirs["digits-torchscript"] / "model.pt")
     program = export(digits, (images,))
     torch.export.save(program, dirs["digits-export"] / "model.pt2")
-    aoti_package_with_program(program, dirs["digits-aoti"] / "model.pt2")
+    if "digits-aoti" in dirs:
+        aoti_package_with_program(program, dirs["digits-aoti"] / "model.pt2")
     torch.save(digits.state_dict(), dirs["digits-state-dict"] / "model.pt")
 
     typed, example = Typed().eval(), typed_example()
