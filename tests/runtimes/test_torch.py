@@ -481,6 +481,22 @@ def test_a_bare_aoti_package_needs_allow_unchecked_aoti(samples, server) -> None
     assert "model.pt2 is a bare AOTInductor package: requests reach it unchecked" in server.output()
 
 
+@NEEDS_COMPILER
+def test_packages_load_where_there_is_no_compiler(samples, tmp_path, reference) -> None:
+    """The image has no C++ compiler; torch's public loaders probe for one (README)."""
+    root = tmp_path / "models"
+    for name in ("iris-aoti", "digits-aoti"):
+        shutil.copytree(samples[name], root / name)
+    (tmp_path / "bin").mkdir()
+    env = {"PATH": str(tmp_path / "bin"), "CXX": str(tmp_path / "bin" / "g++")}
+    args = ["--model_name=x", f"--model_dir={root}", "--allow_unchecked_aoti"]
+    with ServerProcess("torchserver", args, env=env) as proc:
+        for name in ("iris-aoti", "digits-aoti"):
+            inputs = _inputs(name, 3)
+            _same(_infer(proc, name, inputs, "grpc"), reference(name, inputs))
+        assert "outdated" not in proc.output()
+
+
 def test_formats_are_told_by_content_not_suffix(samples, tmp_path, reference) -> None:
     """A TorchScript archive named .pt2 and an exported program named .pt still load right."""
     (tmp_path / "a").mkdir()

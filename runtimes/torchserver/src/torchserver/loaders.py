@@ -147,9 +147,9 @@ def _aoti(found: Found, settings: TorchSettings) -> Loaded:
             "accept the risk with --allow_unchecked_aoti (env ALLOW_UNCHECKED_AOTI=true)"
         )
     try:
-        package = torch._inductor.aoti_load_package(str(found.path))
+        package = _package(found)
         if found.has_program:
-            program_signature = signature.exported(torch.export.load(str(found.path)))
+            program_signature = signature.exported(_program(found))
         else:
             program_signature = signature.compiled(package.loader.get_call_spec())
             logger.warning("%s is a bare AOTInductor package: requests reach it unchecked", name)
@@ -158,6 +158,32 @@ def _aoti(found: Found, settings: TorchSettings) -> Loaded:
     except Exception as exc:
         raise ModelLoadError(f"Cannot load {name} ({found.format.value}): {exc}") from None
     return Loaded(package, program_signature, "AOTInductor", compiled_for)
+
+
+# torch 2.13's public loaders for a package, aoti_load_package and torch.export.load,
+# both go through load_pt2, which loads every compiled model in the archive and
+# first asks which vector instructions the CPU has by compiling test programs:
+# without a C++ compiler (the image has none) that fails, aoti_load_package logs
+# "Loading outdated pt2 file" and retries with the package loader below, and
+# torch.export.load fails. So the compiled model is opened with that loader and
+# the program read alone, with the helpers load_pt2 itself uses (torch is pinned).
+
+
+def _package(found: Found) -> Any:
+    """The compiled model "model" of an AOTInductor package, on the device it was built for."""
+    from torch._C._aoti import AOTIModelPackageLoader
+    from torch.export.pt2_archive._package import AOTICompiledModel
+
+    return AOTICompiledModel(AOTIModelPackageLoader(str(found.path), "model", False, 1, -1))
+
+
+def _program(found: Found) -> Any:
+    """The exported program packaged with the compiled model, without loading the latter."""
+    from torch.export.pt2_archive import PT2ArchiveReader
+    from torch.export.pt2_archive._package import _load_exported_programs
+
+    with PT2ArchiveReader(str(found.path)) as reader:
+        return _load_exported_programs(reader, reader.get_file_names(), None)["model"]
 
 
 def _eager(found: Found, model_class: str | None, allow_pickle: bool) -> tuple[Any, str]:
