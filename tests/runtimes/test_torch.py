@@ -482,16 +482,17 @@ def test_a_bare_aoti_package_needs_allow_unchecked_aoti(samples, server) -> None
 
 
 @NEEDS_COMPILER
-def test_packages_load_where_there_is_no_compiler(samples, tmp_path, reference) -> None:
-    """The image has no C++ compiler; torch's public loaders probe for one (README)."""
+def test_models_load_where_there_is_no_compiler(samples, tmp_path, reference) -> None:
+    """The image has no C++ compiler; torch's public package loaders probe for one."""
     root = tmp_path / "models"
-    for name in ("iris-aoti", "digits-aoti"):
+    names = ("iris-aoti", "digits-aoti", "iris-export", "iris-torchscript")
+    for name in names:
         shutil.copytree(samples[name], root / name)
     (tmp_path / "bin").mkdir()
     env = {"PATH": str(tmp_path / "bin"), "CXX": str(tmp_path / "bin" / "g++")}
     args = ["--model_name=x", f"--model_dir={root}", "--allow_unchecked_aoti"]
     with ServerProcess("torchserver", args, env=env) as proc:
-        for name in ("iris-aoti", "digits-aoti"):
+        for name in names:
             inputs = _inputs(name, 3)
             _same(_infer(proc, name, inputs, "grpc"), reference(name, inputs))
         assert "outdated" not in proc.output()
