@@ -245,7 +245,9 @@ def load_with_torch(name: str, directory: Path) -> Any:
     (path,) = directory.iterdir()
     kind = name.split("-", 1)[1]
     if kind == "torchscript":
-        return torch.jit.load(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13: see write()
+            return torch.jit.load(str(path))
     if kind == "export":
         return torch.export.load(str(path)).module()
     if kind == "aoti":
