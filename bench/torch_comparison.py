@@ -3,14 +3,14 @@
 The iris MLP of examples/samples/torch_models.py (onnx/iris-mlp is the same
 trained network exported by torch.onnx) is
 
-- called in this process with torch's own loaders, one intra-op thread,
+- called in a child process with torch's own loaders, one intra-op thread,
   pinned to CPU 0: ``model(tensor)`` under ``torch.inference_mode()`` plus the
   numpy conversions a caller needs (the floor a server cannot beat);
 - served by torchserver in each format, and by onnxserver, ``--nthread=1``,
   every server thread pinned to CPU 0, sent v2 REST requests with the binary
-  tensor extension from CPU 1 (c=1, one keep-alive connection;
-  bench/runtime_latency.py's method), with the model's own time from the
-  server's ``modelserver_predict_duration_seconds``.
+  tensor extension (c=1, one keep-alive connection; bench/runtime_latency.py's
+  method), with the model's own time from the server's
+  ``modelserver_predict_duration_seconds``.
 
 The difference between a server's round trip and the in-process call is
 what serving adds (HTTP, decoding, checks, encoding); the difference between
@@ -23,7 +23,10 @@ network.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -37,42 +40,50 @@ FORMATS = ["iris-torchscript", "iris-export", "iris-aoti", "iris-state-dict"]
 ONNX = latency.Subject("onnxserver", "onnx", "iris-mlp", flags=("--nthread=1", "--device=cpu"))
 
 
-def _in_process(name: str, directory: Path, rows: int, calls: int) -> float:
-    """Median seconds of one in-process call on ``rows`` rows, numpy in and out."""
+def in_process(samples: dict[str, str], requests: int) -> None:
+    """In the child: one JSON line per format, median seconds for 1 and 1,000 rows."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {0})  # before torch starts its threads
     import torch
     from samples.torch_models import load_with_torch
 
-    model = load_with_torch(name, directory)
-    x = latency._iris_rows(rows).astype(np.float32)
+    torch.set_num_threads(1)
+    for name in FORMATS:
+        model = load_with_torch(name, Path(samples[name]))
+        medians = []
+        for rows, calls in ((1, requests), (1000, max(20, requests // 5))):
+            x = latency._iris_rows(rows).astype(np.float32)
 
-    def call() -> None:
-        with torch.inference_mode():
-            answer = model(torch.from_numpy(x))
-            [v.numpy() for v in answer.values()]
+            def call(model=model, x=x) -> None:
+                with torch.inference_mode():
+                    [v.numpy() for v in model(torch.from_numpy(x)).values()]
 
-    return latency.timed(call, calls)
+            medians.append(latency.timed(call, calls))
+        print(json.dumps([name, *medians]), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="1-row requests per case")
+    parser.add_argument("--in-process", help=argparse.SUPPRESS)  # the child's samples (JSON)
     args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {0})
-    few = max(20, args.requests // 5)
+    if args.in_process:
+        in_process(json.loads(args.in_process), args.requests)
+        return
     table: list[tuple[str, str, float, float, str]] = []
     with tempfile.TemporaryDirectory(prefix="torch-comparison-") as scratch:
         models = Path(scratch)
-        torch_samples = latency.samples("torch", models)
-        for name in FORMATS:
-            one = _in_process(name, torch_samples[name], 1, args.requests)
-            many = _in_process(name, torch_samples[name], 1000, few)
+        torch_samples = {k: str(v) for k, v in latency.samples("torch", models).items()}
+        child = [sys.executable, __file__, f"--requests={args.requests}"]
+        done = subprocess.run(
+            [*child, f"--in-process={json.dumps(torch_samples)}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for line in done.stdout.splitlines():
+            name, one, many = json.loads(line)
             table.append(("torch in-process", name, one, many, ""))
-        if hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - {0} or {0})
         subjects = [s for s in latency.SUBJECTS if s.sample in FORMATS] + [ONNX]
         for subject in subjects:
             rows = latency.run_subject(subject, models, args.requests)
