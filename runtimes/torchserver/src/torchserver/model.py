@@ -25,7 +25,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from modelserver import Feeds, InvalidInput, ModelLoadError, Outputs, TensorModel, TensorSpec
+from modelserver import (
+    Feeds,
+    InvalidInput,
+    ModelLoadError,
+    Outputs,
+    TensorModel,
+    TensorSpec,
+    dtype_of,
+)
 
 from . import loaders
 from .formats import EXTENSIONS, detect
@@ -187,8 +195,6 @@ def _describe(spec: TensorSpec) -> str:
 
 
 def _numpy_dtype(spec: TensorSpec) -> np.dtype:
-    from modelserver import dtype_of
-
     return dtype_of(spec.datatype) or np.dtype(np.float32)
 
 
