@@ -18,7 +18,6 @@ iris sample (examples/samples/pmml.py), for 1 and 1,000 rows, three ways:
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,20 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from runtime_latency import timed
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _timed(call, n: int) -> float:
-    """Median seconds of ``call()`` over ``n`` runs after a warm-up."""
-    for _ in range(max(20, n // 5)):
-        call()
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def child(gateway: str, model_path: str, requests: int) -> None:
@@ -73,7 +61,7 @@ def child(gateway: str, model_path: str, requests: int) -> None:
         }
         for case, call in cases.items():
             runs = n if case != "rows" or rows == 1 else max(5, n // 10)
-            print(f"{gateway}\t{case}\t{rows}\t{_timed(call, runs) * 1e3:.3f}", flush=True)
+            print(f"{gateway}\t{case}\t{rows}\t{timed(call, runs) * 1e3:.3f}", flush=True)
 
 
 def main() -> None:

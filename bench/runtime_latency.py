@@ -62,6 +62,17 @@ SUBJECTS = [
         flags=("--model_class=custom_model.iris_custom:IrisModel",),
         env=(("PYTHONPATH", str(ROOT / "examples")),),
     ),
+    # One core: torch's intra-op pool sized to it (as the KServe manifest does).
+    Subject("torchserver", "torch", "iris-torchscript", flags=("--nthread=1",)),
+    Subject("torchserver", "torch", "iris-export", flags=("--nthread=1",)),
+    Subject("torchserver", "torch", "iris-aoti", flags=("--nthread=1", "--allow_unchecked_aoti")),
+    Subject(
+        "torchserver",
+        "torch",
+        "iris-state-dict",
+        flags=("--nthread=1", "--model_class=samples.torch_models:IrisMLP"),
+        env=(("PYTHONPATH", str(ROOT / "examples")),),
+    ),
 ]
 
 NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64}
@@ -115,6 +126,18 @@ def _request(meta: dict, rows: np.ndarray, binary: bool) -> tuple[bytes, dict[st
     }
 
 
+def timed(call, n: int) -> float:
+    """Median seconds of ``call()`` over ``n`` runs after a warm-up (in-process timings)."""
+    for _ in range(max(20, n // 5)):
+        call()
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 PREDICT = re.compile(r"^modelserver_predict_duration_seconds_(sum|count)\{[^}]*\} (\S+)$", re.M)
 
 
@@ -150,8 +173,18 @@ def _measure(conn: http.client.HTTPConnection, body: bytes, headers: dict[str, s
     return statistics.median(times), times[int(len(times) * 0.99) - 1], predict
 
 
+_BUILT: dict[tuple[str, Path], dict[str, Path]] = {}
+
+
+def samples(framework: str, models: Path) -> dict[str, Path]:
+    """A framework's samples under ``models``, built once per run (torch's compile for minutes)."""
+    if (framework, models) not in _BUILT:
+        _BUILT[framework, models] = sample_models.write(framework, models)
+    return _BUILT[framework, models]
+
+
 def run_subject(subject: Subject, models: Path, requests: int) -> list[dict]:
-    model_dir = sample_models.write(subject.framework, models)[subject.sample]
+    model_dir = samples(subject.framework, models)[subject.sample]
     server = ServerProcess(
         subject.runtime,
         ["--model_name=m", f"--model_dir={model_dir}", *subject.flags],

@@ -70,6 +70,7 @@ FRAMEWORKS = {
     "paddle": "samples.paddle_inference",
     "onnx": "samples.onnx_models",
     "mlflow": "samples.mlflow_models",
+    "torch": "samples.torch_models",
     "custom": "custom_model.train_iris",
 }
 

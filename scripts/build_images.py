@@ -3,6 +3,7 @@
     python3 scripts/build_images.py                      every CPU image
     python3 scripts/build_images.py sklearnserver onnxserver-gpu
     python3 scripts/build_images.py all                  the CPU images and onnxserver-gpu
+    TORCH_INDEX_URL=... python3 scripts/build_images.py torchserver   (PyTorch's CPU wheel index)
 
 Each image is ``docker build -f docker/Dockerfile --target <image> .`` from the
 repository root, tagged ``modelserving/<runtime>:<version>`` (the GPU one
@@ -44,6 +45,8 @@ class Target:
     suffix: str = ""
     #: built on a CUDA base
     gpu: bool = False
+    #: a build argument it needs from the environment (passed on by name)
+    needs: str = ""
 
     def tag(self, repo: str, tag: str | None) -> str:
         """``REPO/<runtime>:<tag><suffix>``; the tag defaults to the runtime's version."""
@@ -63,6 +66,8 @@ IMAGES = {
     "onnxserver": Target("onnxserver"),
     "mlflowserver": Target("mlflowserver"),
     "onnxserver-gpu": Target("onnxserver", suffix="-gpu", gpu=True),
+    # PyTorch's CPU wheel index (docker/Dockerfile): PyPI's torch is the CUDA build.
+    "torchserver": Target("torchserver", needs="TORCH_INDEX_URL"),
 }
 #: onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9 (libcublas.so.13).
 GPU_BASE_IMAGE = "nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04"
@@ -216,6 +221,8 @@ def build(target: str, tag: str, base: str | None, options: BuildOptions) -> Bui
     """One ``<engine> build --target <target>``; returns what it made and how long it took."""
     engine = options.engine
     cmd = [engine, "build", "-f", str(DOCKERFILE), "--target", target, "-t", tag]
+    if IMAGES[target].needs:
+        cmd += ["--build-arg", IMAGES[target].needs]  # the value comes from the environment
     cmd += options.engine_args
     if base:
         cmd += ["--build-arg", f"BASE_IMAGE={base}"]
@@ -264,13 +271,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
-    if not args.images:
-        args.images = [name for name, target in IMAGES.items() if not target.gpu]
-    elif "all" in args.images:
-        args.images = list(IMAGES)
+    if not args.images or "all" in args.images:
+        wanted = [n for n, t in IMAGES.items() if "all" in args.images or not t.gpu]
+        skipped = [n for n in wanted if IMAGES[n].needs and not os.environ.get(IMAGES[n].needs)]
+        for name in skipped:
+            print(f"skipping {name}: set {IMAGES[name].needs} to build it", file=sys.stderr)
+        args.images = [n for n in wanted if n not in skipped]
     unknown = sorted(set(args.images) - set(IMAGES))
     if unknown:
         parser.error(f"unknown image(s) {', '.join(unknown)}; known: {', '.join(IMAGES)}")
+    for name in args.images:
+        if IMAGES[name].needs and not os.environ.get(IMAGES[name].needs):
+            parser.error(f"{name} needs {IMAGES[name].needs} set (docker/Dockerfile)")
     return args
 
 

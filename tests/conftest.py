@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,15 +46,32 @@ def multi_server(sample_models: dict[str, Path]) -> Iterator[ServerProcess]:
 def framework_samples(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[str], dict[str, Path]]:
-    """``framework_samples("xgboost")`` -> {sample name: model directory}, built once."""
+    """``framework_samples("xgboost")`` -> {sample name: model directory}, built once.
+
+    Once per test run, not per pytest-xdist worker: the first worker that
+    needs a framework builds its samples in the run's shared temporary folder
+    while the others wait on a lock, then all read them (tests copy a sample
+    before changing it). Compiled samples (AOTInductor) take tens of seconds.
+    """
     import sample_models
 
     built: dict[str, dict[str, Path]] = {}
-    root = tmp_path_factory.mktemp("framework-models")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    root = root / "framework-models"
+    root.mkdir(exist_ok=True)
 
     def get(framework: str) -> dict[str, Path]:
-        if framework not in built:
-            built[framework] = sample_models.write(framework, root)
+        if framework in built:
+            return built[framework]
+        index = root / f"{framework}.json"
+        with (root / f"{framework}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not index.exists():
+                samples = sample_models.write(framework, root)
+                index.write_text(json.dumps({k: str(v) for k, v in samples.items()}))
+        built[framework] = {k: Path(v) for k, v in json.loads(index.read_text()).items()}
         return built[framework]
 
     return get

@@ -3,9 +3,10 @@
     OUT/onnx/iris-pipeline/model.onnx  StandardScaler + LogisticRegression on iris via
                                        skl2onnx (no ZipMap): input "input" FP32 [-1, 4];
                                        outputs "label" INT64 [-1], "probabilities" FP32 [-1, 3]
-    OUT/onnx/iris-mlp/model.onnx       a small PyTorch MLP trained on iris, torch.onnx.export
-                                       with a dynamic batch axis: input "features" FP32
-                                       [-1, 4]; outputs "logits", "probabilities" FP32 [-1, 3]
+    OUT/onnx/iris-mlp/model.onnx       the PyTorch MLP of torch_models.py (torchserver's iris
+                                       samples), torch.onnx.export with a dynamic batch axis:
+                                       input "features" FP32 [-1, 4]; outputs "logits",
+                                       "probabilities" FP32 [-1, 3]
     OUT/onnx/typed/model.onnx          a graph built with onnx.helper whose inputs are BOOL,
                                        FP16, BYTES, INT8 and INT64 tensors and whose outputs
                                        cover every protocol datatype (Not, Add, Cast, Identity)
@@ -62,44 +63,13 @@ def iris_pipeline_onnx(zipmap: bool = False) -> Any:
     )
 
 
-def _train_iris_mlp() -> Any:
-    import torch
-    from sklearn.datasets import load_iris
-
-    X, y = load_iris(return_X_y=True)
-    features = torch.tensor(X, dtype=torch.float32)
-    labels = torch.tensor(y)
-    torch.manual_seed(0)
-
-    class IrisMLP(torch.nn.Module):
-        """Standardises inside the graph, so clients send raw measurements."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("mean", features.mean(0))
-            self.register_buffer("std", features.std(0))
-            self.net = torch.nn.Sequential(
-                torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
-            )
-
-        def forward(self, x: Any) -> tuple[Any, Any]:
-            logits = self.net((x - self.mean) / self.std)
-            return logits, torch.softmax(logits, dim=1)
-
-    model = IrisMLP()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(150):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(features)[0], labels).backward()
-        optimizer.step()
-    return model.eval(), features[:2]
-
-
 def write_iris_mlp(path: Path) -> None:
-    """Train the MLP and export it with a dynamic batch axis."""
+    """Export torchserver's iris MLP (the same network, the same weights) with a dynamic batch."""
     import torch
 
-    model, example = _train_iris_mlp()
+    from .torch_models import train_iris_mlp
+
+    model, example = train_iris_mlp()
     batch = {0: "batch"}
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export's,

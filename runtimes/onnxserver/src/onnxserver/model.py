@@ -34,17 +34,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from modelserver import Feeds, Model, ModelLoadError, Settings, TensorModel, TensorSpec, setting
+from modelserver import (
+    DeviceSettings,
+    Feeds,
+    Model,
+    ModelLoadError,
+    TensorModel,
+    TensorSpec,
+    choose_device,
+    setting,
+)
 
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = (".onnx",)
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-DEVICES = ("auto", "cuda", "cpu")
 #: The GPU a CUDA session runs on; pick another with CUDA_VISIBLE_DEVICES.
 CUDA_DEVICE_ID = 0
 
@@ -113,28 +121,21 @@ def _text(data: np.ndarray) -> np.ndarray:
 
 def requested_providers(ort: ModuleType, device: str, path: Path) -> list[str]:
     """The execution providers to ask for; ``cuda`` without a CUDA build is refused."""
-    if device == "cpu":
-        return [CPU]
     available = ort.get_available_providers()
-    if CUDA in available:
-        return [CUDA, CPU]
-    if device == "cuda":
-        raise ModelLoadError(
-            f"Cannot serve {path.name} with --device cuda: this onnxruntime "
-            f"{ort.__version__} has no {CUDA} (available: {', '.join(available)}); install "
-            "onnxserver[gpu] (onnxruntime-gpu) on a machine with an NVIDIA GPU, or use "
-            "--device cpu or auto"
+    problem = None
+    if CUDA not in available:
+        problem = (
+            f"this onnxruntime {ort.__version__} has no {CUDA} (available: "
+            f"{', '.join(available)}); install onnxserver[gpu] (onnxruntime-gpu) on a machine "
+            "with an NVIDIA GPU, or use --device cpu or auto"
         )
-    return [CPU]
+    return [CUDA, CPU] if choose_device(device, problem, path.name) == "cuda" else [CPU]
 
 
 @dataclass
-class ONNXSettings(Settings):
-    """onnxserver's flags: the shared ones, the device and inter-op threads."""
+class ONNXSettings(DeviceSettings):
+    """onnxserver's flags: the shared ones, ``--device`` and inter-op threads."""
 
-    device: Literal["auto", "cuda", "cpu"] = setting(
-        "auto", "where the graph runs: cuda (fail if CUDA is not in use), cpu, or auto"
-    )
     inter_op_threads: int = setting(
         0, "threads running independent graph branches in parallel (0: sequential)", minimum=0
     )
@@ -219,12 +220,12 @@ class ONNXModel(TensorModel):
         """Fail ``--device cuda`` (warn for ``auto``) when ORT fell back to the CPU."""
         if CUDA not in wanted or CUDA in self.providers:
             return
-        if device == "cuda":
-            raise ModelLoadError(
-                f"Cannot serve {path.name} with --device cuda: onnxruntime could not start "
-                f"{CUDA} (providers in use: {', '.join(self.providers)}); its log above says "
-                "why (no GPU visible, or missing CUDA/cuDNN libraries)"
-            )
+        problem = (
+            f"onnxruntime could not start {CUDA} (providers in use: "
+            f"{', '.join(self.providers)}); its log above says why (no GPU visible, or missing "
+            "CUDA/cuDNN libraries)"
+        )
+        choose_device(device, problem, path.name)
         logger.warning("%s could not start; model %s runs on the CPU", CUDA, self.name)
 
     def run(self, feeds: Feeds, names: Sequence[str]) -> Sequence[Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .datatypes import datatype_of, dtype_of
+from .device import Device, DeviceSettings, choose_device
 from .errors import (
     InferenceError,
     InvalidInput,
@@ -39,6 +40,8 @@ from .settings import Settings, setting
 from .types import InferRequest, InferResponse, RequestedOutput, Tensor
 
 __all__ = [
+    "Device",
+    "DeviceSettings",
     "Feeds",
     "InferRequest",
     "InferResponse",
@@ -59,6 +62,7 @@ __all__ = [
     "TensorSpec",
     "__version__",
     "as_column",
+    "choose_device",
     "dataframe",
     "datatype_of",
     "default_inputs",
