@@ -5,6 +5,12 @@ answers (with ``Allow``), the probes that stay open when authentication is
 on, the access-log filter and the OpenAPI document all read this table.
 Routes are tried for the request's method first, hottest first, so an
 inference request costs one regular-expression match.
+
+KServe's v1 protocol was derived from TensorFlow Serving's REST API and kept
+its paths (``/v1/models/{name}:predict``, ``GET /v1/models/{name}``) with
+other answers. A route may belong to one dialect (``Model.dialect``): the
+table of a server holds the routes of every dialect plus those of its own,
+so a runtime that speaks TF Serving's answers those paths as TF Serving does.
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ _PARAMS = {
     "{name}": r"(?P<name>[^/:]+)",
     "{name_any}": r"(?P<name>[^/]+)",
     "[/versions/{version}]": r"(?:/versions/(?P<version>[^/]+))?",
+    "[/versions/{version}|/labels/{label}]": (
+        r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    ),
 }
+
+#: The dialects of ``Model.dialect``; a route with no dialect is in every table.
+KSERVE = "kserve"
+TFSERVING = "tfserving"
+#: TF Serving's optional version or version label.
+_TFS_MODEL = "/v1/models/{name}[/versions/{version}|/labels/{label}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +52,8 @@ class Route:
     probe: bool = False
     #: Served only with ``--enable_docs_url``.
     docs_only: bool = False
+    #: Served only by runtimes of this dialect ("": by every runtime).
+    dialect: str = ""
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -61,7 +78,18 @@ ROUTES: tuple[Route, ...] = (
         "/v2/models/{name_any}[/versions/{version}]/infer",
         "Open Inference Protocol v2 inference (JSON or the binary tensor extension)",
     ),
-    Route("predict_v1", "POST", "/v1/models/{name}:predict", "KServe v1 predict"),
+    Route("predict_v1", "POST", "/v1/models/{name}:predict", "KServe v1 predict", dialect=KSERVE),
+    Route(
+        "tfs_predict",
+        "POST",
+        f"{_TFS_MODEL}:predict",
+        "TF Serving predict (row or columnar JSON)",
+        dialect=TFSERVING,
+    ),
+    Route(
+        "tfs_classify", "POST", f"{_TFS_MODEL}:classify", "TF Serving classify", dialect=TFSERVING
+    ),
+    Route("tfs_regress", "POST", f"{_TFS_MODEL}:regress", "TF Serving regress", dialect=TFSERVING),
     Route("ready", "GET", "/v2/health/ready", "Server readiness", probe=True),
     Route("live", "GET", "/v2/health/live", "Server liveness", probe=True),
     Route(
@@ -73,7 +101,24 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("model_metadata", "GET", "/v2/models/{name_any}[/versions/{version}]", "Model metadata"),
     Route("server_metadata", "GET", "/v2", "Server metadata"),
-    Route("v1_model", "GET", "/v1/models/{name}", "KServe v1 model status", probe=True),
+    Route(
+        "v1_model", "GET", "/v1/models/{name}", "KServe v1 model status", probe=True, dialect=KSERVE
+    ),
+    Route(
+        "tfs_status",
+        "GET",
+        _TFS_MODEL,
+        "TF Serving model status (every version, or the one named)",
+        probe=True,
+        dialect=TFSERVING,
+    ),
+    Route(
+        "tfs_metadata",
+        "GET",
+        f"{_TFS_MODEL}/metadata",
+        "TF Serving model metadata (the signature map)",
+        dialect=TFSERVING,
+    ),
     Route("v1_models", "GET", "/v1/models", "KServe v1 model list"),
     Route("explain_v1", "POST", "/v1/models/{name}:explain", "KServe v1 explain"),
     Route("metrics", "GET", "/metrics", "Prometheus metrics", probe=True),
@@ -94,8 +139,15 @@ _AS_GET = {"HEAD": "GET"}
 class RouteTable:
     """Matches a request's method and path to a route and its path parameters."""
 
-    def __init__(self, routes: tuple[Route, ...] = ROUTES, docs: bool = False) -> None:
-        self.routes = tuple(r for r in routes if docs or not r.docs_only)
+    def __init__(
+        self, routes: tuple[Route, ...] = ROUTES, docs: bool = False, dialect: str | None = KSERVE
+    ) -> None:
+        """The routes of one dialect (None: of every dialect, the first match winning)."""
+        self.routes = tuple(
+            r
+            for r in routes
+            if (docs or not r.docs_only) and (dialect is None or r.dialect in ("", dialect))
+        )
         self._by_method: dict[str, list[tuple[re.Pattern[str], Route]]] = {}
         for route in self.routes:
             self._by_method.setdefault(route.method, []).append((route.pattern, route))
@@ -128,16 +180,15 @@ class RouteTable:
         paths: dict[str, dict[str, Any]] = {}
         for route in self.routes:
             variants = [route.template]
-            if "[/versions/{version}]" in route.template:
-                variants = [
-                    route.template.replace("[/versions/{version}]", ""),
-                    route.template.replace("[/versions/{version}]", "/versions/{version}"),
-                ]
+            for optional in ("[/versions/{version}]", "[/versions/{version}|/labels/{label}]"):
+                if optional in route.template:
+                    choices = optional.strip("[]").split("|")
+                    variants = [route.template.replace(optional, c) for c in ("", *choices)]
             for variant in variants:
                 path = variant.replace("{name_any}", "{name}")
                 params = [
                     {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for p in ("name", "version")
+                    for p in ("name", "version", "label")
                     if "{" + p + "}" in path
                 ]
                 paths.setdefault(path, {})[route.method.lower()] = {
@@ -150,7 +201,7 @@ class RouteTable:
 
 
 def is_probe(method: str, path: str, _table: list[RouteTable] = []) -> bool:  # noqa: B006
-    """``RouteTable().is_probe`` over the default routes (for the access-log filter)."""
+    """``RouteTable().is_probe`` over every dialect's routes (for the access-log filter)."""
     if not _table:
-        _table.append(RouteTable())
+        _table.append(RouteTable(dialect=None))
     return _table[0].is_probe(method, path)
