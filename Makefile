@@ -12,7 +12,7 @@ GRPC_PORT ?= 8081
 
 .PHONY: install serve test lint protos sample-models bench images clean
 
-RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver
+RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver tfserver
 
 $(STAMP): pyproject.toml shared/core/pyproject.toml constraints.txt \
 		$(foreach r,$(RUNTIMES),runtimes/$(r)/pyproject.toml)
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml shared/core/pyproject.toml constraints.txt \
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
 		-e 'shared/core[tracing]' -e runtimes/sklearnserver -e runtimes/xgbserver \
 		-e runtimes/lgbserver -e runtimes/pmmlserver -e runtimes/paddleserver \
-		-e 'runtimes/onnxserver[cpu]' -e '.[dev]'
+		-e 'runtimes/onnxserver[cpu]' -e runtimes/tfserver -e '.[dev]'
 	touch $(STAMP)
 
 ## install: create .venv with the core, the runtimes and the dev tools (pinned)

@@ -64,6 +64,7 @@ FRAMEWORKS = {
     "pmml": "samples.pmml",
     "paddle": "samples.paddle_inference",
     "onnx": "samples.onnx_models",
+    "tensorflow": "samples.tf_models",
     "custom": "custom_model.train_iris",
 }
 
