@@ -61,6 +61,7 @@ IMAGES = {
     "pmmlserver": Target("pmmlserver"),
     "paddleserver": Target("paddleserver"),
     "onnxserver": Target("onnxserver"),
+    "tfserver": Target("tfserver"),
     "onnxserver-gpu": Target("onnxserver", suffix="-gpu", gpu=True),
 }
 #: onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9 (libcublas.so.13).
