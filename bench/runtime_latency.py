@@ -53,6 +53,7 @@ SUBJECTS = [
     Subject("paddleserver", "paddle", "iris-mlp"),
     Subject("onnxserver", "onnx", "iris-pipeline"),
     Subject("onnxserver", "onnx", "iris-mlp"),
+    Subject("tfserver", "tensorflow", "iris-keras"),
     Subject(
         "modelserver",
         "custom",
