@@ -28,13 +28,12 @@ from typing import Any
 
 import numpy as np
 import orjson
-import uvicorn
+from bare import JSON, read_v2, ready, serve, v2_reply  # this folder's bare route
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-JSON = "application/json"
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -62,39 +61,13 @@ def build_app(model_dir: Path, name: str, nthread: int) -> Starlette:
 
     async def predict(request: Request) -> Response:
         payload = orjson.loads(await request.body())
-        x = np.asarray(payload["instances"], dtype=np.float32)
-        (y,) = run(x)
+        (y,) = run(np.asarray(payload["instances"], dtype=np.float32))
         return Response(orjson.dumps({"predictions": y}, option=NUMPY), media_type=JSON)
 
     async def infer(request: Request) -> Response:
-        body = await request.body()
-        header_length = request.headers.get("inference-header-content-length")
-        if header_length is None:
-            payload = orjson.loads(body)
-            tensor = payload["inputs"][0]
-            x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
-        else:
-            split = int(header_length)
-            payload = orjson.loads(body[:split])
-            tensor = payload["inputs"][0]
-            x = np.frombuffer(body[split:], dtype="<f4").reshape(tensor["shape"])
+        payload, x = await read_v2(request)
         (y,) = run(x)
-        output: dict[str, Any] = {"name": alias_out, "datatype": "FP32", "shape": list(y.shape)}
-        if payload.get("parameters", {}).get("binary_data_output"):
-            data = y.astype("<f4").tobytes()
-            output["parameters"] = {"binary_data_size": len(data)}
-            head = orjson.dumps({"model_name": name, "outputs": [output]})
-            return Response(
-                head + data,
-                media_type="application/octet-stream",
-                headers={"Inference-Header-Content-Length": str(len(head))},
-            )
-        output["data"] = y.reshape(-1)
-        body = orjson.dumps({"model_name": name, "outputs": [output]}, option=NUMPY)
-        return Response(body, media_type=JSON)
-
-    async def ready(request: Request) -> Response:
-        return Response(b'{"ready":true}', media_type=JSON)
+        return v2_reply(payload, name, alias_out, "FP32", y)
 
     return Starlette(
         routes=[
@@ -112,18 +85,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--nthread", type=int, default=1)
     args = parser.parse_args()
-    uvicorn.run(
-        build_app(args.model_dir, args.model_name, args.nthread),
-        host="127.0.0.1",
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        date_header=False,
-    )
+    serve(build_app(args.model_dir, args.model_name, args.nthread), args.port, "127.0.0.1")
 
 
 if __name__ == "__main__":

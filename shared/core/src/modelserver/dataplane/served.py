@@ -222,12 +222,7 @@ class ServedModel:
             requested = [o.name for o in request.outputs] if request.outputs else None
             try:
                 model = model.for_request(request)
-            except ModelServerError:
-                raise
-            except Exception as exc:
-                raise self._served_error(model, exc, request) from exc
-            names = model.outputs.select(requested, self.name)
-            try:
+                names = model.outputs.select(requested, self.name)
                 inputs = model.preprocess(request)
             except ModelServerError:
                 raise

@@ -25,7 +25,7 @@ from ...errors import InvalidInput
 from ...observability import tracing
 from ...protos import tfserving as tfs
 from .. import tfserving as ops
-from .servicer import _guarded, _metadata
+from .servicer import _metadata, service_handler
 
 PROTOCOL = "tfs-grpc"
 
@@ -121,16 +121,7 @@ class TFServingServicer:
 def tfserving_handlers(dataplane: DataPlane, gate: InferenceGate) -> list[grpc.GenericRpcHandler]:
     """Handlers serving every RPC of PredictionService and ModelService."""
     servicer = TFServingServicer(dataplane, gate)
-    generic = []
-    for service in (tfs.PREDICTION_SERVICE, tfs.MODEL_SERVICE):
-        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-        for method in service.methods:
-            request_cls = tfs.message_class(method.input_type.full_name)
-            response_cls = tfs.message_class(method.output_type.full_name)
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _guarded(method.name, getattr(servicer, method.name), request_cls, gate.policy),
-                request_deserializer=None,
-                response_serializer=response_cls.SerializeToString,
-            )
-        generic.append(grpc.method_handlers_generic_handler(service.full_name, handlers))
-    return generic
+    return [
+        service_handler(service, servicer, tfs.message_class, gate.policy)
+        for service in (tfs.PREDICTION_SERVICE, tfs.MODEL_SERVICE)
+    ]
