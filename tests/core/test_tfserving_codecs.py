@@ -151,6 +151,14 @@ def test_nan_and_infinity_are_accepted() -> None:
     assert np.isnan(got[0]) and got[1] == np.inf and got[2] == -np.inf
 
 
+def test_numbers_beyond_float32_are_refused_infinity_is_not() -> None:
+    with pytest.raises(InvalidInput, match="without loss of precision"):
+        _decode(b'{"inputs": [1.0, 1e39]}', {"x": "FP32"})
+    with pytest.raises(InvalidInput, match="without loss of precision"):
+        _decode(b'{"inputs": [[70000.0]]}', {"x": "FP16"})
+    assert _decode(b'{"inputs": [-Infinity, 3.4e38]}', {"x": "FP32"}).inputs[0].data[0] == -np.inf
+
+
 def _response(*tensors: Tensor) -> InferResponse:
     return InferResponse("m", list(tensors))
 

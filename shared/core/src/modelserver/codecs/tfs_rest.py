@@ -140,15 +140,22 @@ def _tensor(name: str, value: Any, datatype: str) -> Tensor:
         shape, count = check_shape(_shape_of(value), name)
         if isinstance(value, dict):
             raise InvalidInput(f"Input '{name}': an object where a {datatype} value belongs")
-        data = array_from_json(value, datatype, shape, count, name)
-        if datatype in ("FP32", "FP16") and count:
-            finite = data[np.isfinite(data)]
-            if finite.size and float(np.abs(finite).max()) > _FLOAT32_MAX:
-                raise InvalidInput(
-                    f"Input '{name}': cannot convert a JSON value to float "
-                    "without loss of precision"
-                )
+        with np.errstate(over="ignore"):  # an overflow is refused below, not warned about
+            data = array_from_json(value, datatype, shape, count, name)
+        if datatype in ("FP32", "FP16") and count and _overflowed(value, data):
+            raise InvalidInput(
+                f"Input '{name}': cannot convert a JSON value to {datatype} "
+                "without loss of precision"
+            )
     return Tensor(name, datatype, tuple(data.shape), data)
+
+
+def _overflowed(value: Any, data: np.ndarray) -> bool:
+    """Whether ``data`` holds an infinity its JSON did not: a number beyond the type's range."""
+    infinite = np.isinf(data)
+    return bool(infinite.any()) and bool(
+        np.isfinite(np.asarray(value, dtype=np.float64)[infinite]).any()
+    )
 
 
 @dataclass(slots=True)

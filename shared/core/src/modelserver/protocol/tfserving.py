@@ -21,19 +21,24 @@ from ..protos import tfserving as tfs
 from ..types import InferRequest, InferResponse, RequestedOutput, Tensor
 
 
-def signatures_of(served: ServedModel) -> tuple[TensorModel, dict[str, TensorModel]]:
-    """The model and its signatures by name (a model without any is its default one)."""
+def _tensor_model(served: ServedModel) -> TensorModel:
     model = served.require_model()
     if not isinstance(model, TensorModel):
         raise ModelNotImplemented(
             f"Model {served.name} declares no signatures: TF Serving's API needs a TensorModel"
         )
-    return model, dict(model.signatures) or {model.default_signature: model}
+    return model
+
+
+def signatures_of(served: ServedModel) -> dict[str, TensorModel]:
+    """The model's signatures by name (a model without any is its default one)."""
+    model = _tensor_model(served)
+    return dict(model.signatures) or {model.default_signature: model}
 
 
 def signature_of(served: ServedModel, name: str) -> tuple[str, TensorModel]:
     """The signature a request names (empty: the default), with its effective name."""
-    model, _ = signatures_of(served)
+    model = _tensor_model(served)
     return name or model.default_signature, model.signature(name)
 
 
@@ -103,7 +108,7 @@ def metadata(served: ServedModel, fields: list[str]) -> Any:
     for field in fields:
         if field != codec.SIGNATURE_DEF_FIELD:
             raise InvalidInput(f"Metadata field {field} is not supported")
-    _, signatures = signatures_of(served)
+    signatures = signatures_of(served)
     response = tfs.GetModelMetadataResponse()
     response.model_spec.name = served.name
     if served.version.isdigit():
@@ -117,7 +122,7 @@ def metadata(served: ServedModel, fields: list[str]) -> Any:
 def metadata_json(served: ServedModel) -> dict[str, Any]:
     """The REST metadata body: the model spec and the signature map as JSON."""
     response = metadata(served, [codec.SIGNATURE_DEF_FIELD])
-    _, signatures = signatures_of(served)
+    signatures = signatures_of(served)
     return {
         "model_spec": codec.as_json_dict(response.model_spec),
         "metadata": {
