@@ -7,9 +7,11 @@ export (examples/sample_models.py) served by ``python -m tfserver`` and by
 route), each pinned to one CPU when the machine has two, and sent
 sequential requests (c=1) over one keep-alive connection: TF Serving's REST
 ``:predict`` (row format) and v2 REST (JSON and binary), 1 and 1,000 rows.
-The table gives the median and p99 round trip of each and ours ÷ bare.
+The two servers take turns, ``--rounds`` times per case, so that a machine
+busy with something else for a while weighs on both; the table gives the
+median over the rounds of each round's median and p99, and ours ÷ bare.
 
-    .venv/bin/python bench/tf_inprocess.py [--requests 300]
+    .venv/bin/python bench/tf_inprocess.py [--requests 300] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from serverproc import ServerProcess, free_port  # noqa: E402
 WARMUP_S = 3.0
 
 
-def _timed(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict, n: int):
-    """Median and p99 seconds of ``n`` sequential POSTs, after a few seconds of warm-up."""
-    warm_until = time.perf_counter() + WARMUP_S
+def _timed(
+    conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict, n: int, warm_s: float
+):
+    """Median and p99 seconds of ``n`` sequential POSTs, after ``warm_s`` of warm-up."""
+    warm_until = time.perf_counter() + warm_s
     while time.perf_counter() < warm_until:
         conn.request("POST", path, body, headers)
         reply = conn.getresponse()
@@ -101,6 +105,7 @@ def _cases(meta: dict) -> list[tuple[str, int, str, bytes, dict]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="1-row requests per case")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of each server per case")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tf-inprocess-") as scratch:
         model_dir = sample_models.write("tensorflow", Path(scratch))["iris-keras"]
@@ -122,7 +127,15 @@ def main() -> None:
             results = []
             for label, rows, path, body, headers in _cases(meta):
                 n = args.requests if rows == 1 else max(20, args.requests // 5)
-                timing = {who: _timed(c, path, body, headers, n) for who, c in conns.items()}
+                rounds: dict[str, list[tuple[float, float]]] = {who: [] for who in conns}
+                for turn in range(args.rounds):
+                    warm_s = WARMUP_S if turn == 0 else 0.3
+                    for who, conn in conns.items():
+                        rounds[who].append(_timed(conn, path, body, headers, n, warm_s))
+                timing = {
+                    who: tuple(statistics.median(r[i] for r in runs) for i in (0, 1))
+                    for who, runs in rounds.items()
+                }
                 results.append((label, rows, timing))
         finally:
             ours.stop()
