@@ -80,8 +80,9 @@ def native_log_to_debug(enabled: bool) -> Iterator[None]:
 
     Its absl log writes notices (oneDNN's, at every import) to file descriptor
     2 before absl is initialised, whatever TF_CPP_MIN_LOG_LEVEL says. Lines
-    of severity E or F are logged as errors. Only TensorFlow's own calls run
-    inside (at load, before the ports listen), so nothing of ours is caught.
+    of severity E or F are logged as errors. Only the import runs inside (the
+    first load, before the ports listen), so nothing of ours is caught; later
+    C++ logging honours TF_CPP_MIN_LOG_LEVEL.
     """
     if not enabled:
         yield
@@ -110,10 +111,11 @@ def import_tensorflow(log_level: str) -> ModuleType:
     so it is set before the import (a TF_CPP_MIN_LOG_LEVEL set by the user wins).
     """
     debug = log_level == "debug"
-    if "tensorflow" not in sys.modules:
+    first = "tensorflow" not in sys.modules
+    if first:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
     try:
-        with native_log_to_debug(not debug):
+        with native_log_to_debug(first and not debug):
             import tensorflow as tf
     except ImportError as exc:
         raise ModelLoadError(f"tensorflow is not installed: install tfserver ({exc})") from exc
@@ -282,7 +284,7 @@ class TFModel(TensorModel):
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=config)
         try:
-            with graph.as_default(), native_log_to_debug(self.settings.log_level != "debug"):
+            with graph.as_default():
                 meta_graph = tf.compat.v1.saved_model.loader.load(session, tags, str(path.parent))
         except Exception as exc:
             session.close()
