@@ -55,6 +55,7 @@ SUBJECTS = [
     Subject("onnxserver", "onnx", "iris-mlp"),
     Subject("mlflowserver", "mlflow", "iris"),
     Subject("mlflowserver", "mlflow", "iris-xgboost"),
+    Subject("tfserver", "tensorflow", "iris-keras"),
     Subject(
         "modelserver",
         "custom",

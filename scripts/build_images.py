@@ -65,6 +65,7 @@ IMAGES = {
     "paddleserver": Target("paddleserver"),
     "onnxserver": Target("onnxserver"),
     "mlflowserver": Target("mlflowserver"),
+    "tfserver": Target("tfserver"),
     "onnxserver-gpu": Target("onnxserver", suffix="-gpu", gpu=True),
     # PyTorch's CPU wheel index (docker/Dockerfile): PyPI's torch is the CUDA build.
     "torchserver": Target("torchserver", needs="TORCH_INDEX_URL"),

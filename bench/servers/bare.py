@@ -27,43 +27,74 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 JSON = "application/json"
+#: Little-endian wire dtypes of the outputs the bare routes answer.
+WIRE = {"INT64": "<i8", "FP32": "<f4"}
+
+
+async def read_v2(request: Request) -> tuple[dict[str, Any], np.ndarray]:
+    """The v2 body's JSON and its one FP32 input, from JSON or the binary extension."""
+    body = await request.body()
+    header_length = request.headers.get("inference-header-content-length")
+    if header_length is None:
+        payload = orjson.loads(body)
+        tensor = payload["inputs"][0]
+        return payload, np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+    split = int(header_length)
+    payload = orjson.loads(body[:split])
+    tensor = payload["inputs"][0]
+    return payload, np.frombuffer(body[split:], dtype="<f4").reshape(tensor["shape"])
+
+
+def v2_reply(payload: dict[str, Any], model: str, name: str, datatype: str, y: Any) -> Response:
+    """One output as v2 JSON, or binary when the request set ``binary_data_output``."""
+    y = np.asarray(y)
+    output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(y.shape)}
+    if payload.get("parameters", {}).get("binary_data_output"):
+        data = y.astype(WIRE[datatype]).tobytes()
+        output["parameters"] = {"binary_data_size": len(data)}
+        head = orjson.dumps({"model_name": model, "outputs": [output]})
+        return Response(
+            head + data,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(len(head))},
+        )
+    output["data"] = y.reshape(-1)
+    body = orjson.dumps(
+        {"model_name": model, "outputs": [output]}, option=orjson.OPT_SERIALIZE_NUMPY
+    )
+    return Response(body, media_type=JSON)
+
+
+async def ready(request: Request) -> Response:
+    return Response(b'{"ready":true}', media_type=JSON)
 
 
 def build_app(model: Any, name: str) -> Starlette:
     async def infer(request: Request) -> Response:
-        body = await request.body()
-        header_length = request.headers.get("inference-header-content-length")
-        if header_length is None:
-            payload = orjson.loads(body)
-            tensor = payload["inputs"][0]
-            x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
-        else:
-            split = int(header_length)
-            payload = orjson.loads(body[:split])
-            tensor = payload["inputs"][0]
-            x = np.frombuffer(body[split:], dtype="<f4").reshape(tensor["shape"])
-        y = model.predict(x)
-        output = {"name": "predict", "datatype": "INT64", "shape": [len(y)]}
-        if payload.get("parameters", {}).get("binary_data_output"):
-            data = y.astype("<i8").tobytes()
-            output["parameters"] = {"binary_data_size": len(data)}
-            head = orjson.dumps({"model_name": name, "outputs": [output]})
-            return Response(
-                head + data,
-                media_type="application/octet-stream",
-                headers={"Inference-Header-Content-Length": str(len(head))},
-            )
-        output["data"] = y.tolist()
-        return Response(orjson.dumps({"model_name": name, "outputs": [output]}), media_type=JSON)
-
-    async def ready(request: Request) -> Response:
-        return Response(b'{"ready":true}', media_type=JSON)
+        payload, x = await read_v2(request)
+        return v2_reply(payload, name, "predict", "INT64", model.predict(x))
 
     return Starlette(
         routes=[
             Route(f"/v2/models/{name}/infer", infer, methods=["POST"]),
             Route("/v2/health/ready", ready, methods=["GET"]),
         ]
+    )
+
+
+def serve(app: Starlette, port: int, host: str = "0.0.0.0") -> None:
+    """uvicorn with uvloop and httptools, no lifespan, no access log: as our server runs."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        date_header=False,
     )
 
 
@@ -74,18 +105,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     model = joblib.load(next(args.model_dir.glob("*.joblib")))
-    uvicorn.run(
-        build_app(model, args.model_name),
-        host="0.0.0.0",
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        date_header=False,
-    )
+    serve(build_app(model, args.model_name), args.port)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def test_check_detects_a_stale_descriptor(tmp_path: Path) -> None:
     shutil.copy(SCRIPT, tmp_path / "scripts" / "gen_protos.py")
     proto_dir = tmp_path / PROTO.relative_to(ROOT).parent
     proto_dir.mkdir(parents=True)
-    shutil.copy(PROTO, proto_dir / PROTO.name)
+    for proto in PROTO.parent.glob("*.proto"):
+        shutil.copy(proto, proto_dir / proto.name)
     target = tmp_path / TARGET.relative_to(ROOT)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(TARGET.read_text().replace("0a", "0b", 1))

@@ -74,13 +74,17 @@ class DataPlane:
             "extensions": extensions,
         }
         self.server_metadata_json = orjson.dumps(self.server_metadata_dict)
-        self._metadata_json: dict[str, bytes] = {}
+        self._metadata_json: dict[tuple[str, str], bytes] = {}
+        #: The v1 flavour the REST paths and gRPC services speak (``Model.dialect``).
+        self.dialect = "kserve"
         repository.on_change.append(self._refresh)
         self._refresh()
 
     def _refresh(self) -> None:
         self._metadata_json = {
-            name: orjson.dumps(_metadata(model)) for name, model in self.repository.models.items()
+            (name, version.version): orjson.dumps(_metadata(version))
+            for name, model in self.repository.models.items()
+            for version in (*model.older.values(), model)
         }
 
     # -- health -------------------------------------------------------------
@@ -103,10 +107,36 @@ class DataPlane:
 
     def model_metadata_json(self, name: str, version: str | None = None) -> bytes:
         model = self.repository.get(name, version)
-        cached = self._metadata_json.get(model.name)
+        key = (model.name, model.version)
+        cached = self._metadata_json.get(key)
         if cached is None:
-            cached = self._metadata_json[model.name] = orjson.dumps(_metadata(model))
+            cached = self._metadata_json[key] = orjson.dumps(_metadata(model))
         return cached
+
+    def model_at(
+        self, name: str, version: str | None = None, label: str | None = None
+    ) -> ServedModel:
+        """The model (any state) at a version number, a version label or (neither) the latest.
+
+        Labels are the model's ``version_labels`` (TF Serving's); the checks and
+        their words are TF Serving's.
+        """
+        if version is not None and label is not None:
+            raise InvalidInput(
+                f"Both model version ({version}) and model version label ({label}) cannot be "
+                "supplied."
+            )
+        if version is not None:
+            if not (version.isascii() and version.isdigit()):
+                raise InvalidInput(f"Failed to convert version: {version} to numeric.")
+            version = str(int(version))
+        if label is not None:
+            served = self.repository.get(name)
+            model = served.model
+            version = model.version_labels().get(label) if model is not None else None
+            if version is None:
+                raise InvalidInput(f"Unrecognized servable version label: {label}")
+        return self.repository.get(name, version)
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         return _metadata(self.repository.get(name, version))

@@ -54,9 +54,14 @@ class ModelRepository:
             callback()
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
-        """The model of that name (any state); ModelNotFound, listing the models, otherwise."""
+        """The model of that name (any state); ModelNotFound, listing the models, otherwise.
+
+        ``version``, when given, may be any version the model serves.
+        """
         model = self.models.get(name)
-        if model is None or (version and version != model.version):
+        if model is not None and version and version != model.version:
+            model = model.at_version(version)
+        if model is None:
             raise ModelNotFound(name, version, served=self.models)
         return model
 
@@ -184,12 +189,12 @@ class ModelRepository:
     @staticmethod
     async def _drain(model: ServedModel, drain_s: float) -> None:
         deadline = asyncio.get_running_loop().time() + drain_s
-        while model.inflight > 0 and asyncio.get_running_loop().time() < deadline:
+        while model.busy > 0 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
-        if model.inflight > 0:
+        if model.busy > 0:
             logger.warning(
                 "model %s released with %d requests still in flight after %.0fs",
                 model.name,
-                model.inflight,
+                model.busy,
                 drain_s,
             )

@@ -13,6 +13,11 @@ A model whose ``compute`` returns a pandas DataFrame answers its columns as
 the outputs, and the response says so (``content_type: pd``, the v2
 convention MLServer's codecs read), so a protocol that answers tables as
 records (MLflow's) can.
+
+A model with signatures answers each request with the one it selects
+(``Model.for_request``), batched apart from the others. A model in TF
+Serving's versioned layout is served as its highest version, holding the
+others in ``older``; the repository finds each by its version.
 """
 
 from __future__ import annotations
@@ -100,6 +105,10 @@ class ServedModel:
         #: Triton's statistics extension: counts and durations since this load.
         self.stats = ModelStatistics()
         self.batcher: Batcher | None = None
+        #: Batchers of the model's signatures, made on their first request.
+        self._signature_batchers: dict[int, Batcher | None] = {}
+        #: The other versions served under this name, by version (ascending).
+        self.older: dict[str, ServedModel] = {}
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -107,10 +116,29 @@ class ServedModel:
     def ready(self) -> bool:
         return self.state is ModelState.READY
 
+    @property
+    def versions(self) -> list[str]:
+        """Every version served under this name, ascending (this one, the highest, last)."""
+        return [*self.older, self.version] if self.version else list(self.older)
+
+    def at_version(self, version: str) -> ServedModel | None:
+        """This model or one of its older versions; None when no such version is served."""
+        return self if version == self.version else self.older.get(version)
+
     def load(self) -> None:
-        """Load the model (blocking) and mark it READY, or FAILED with the reason."""
+        """Load the model (blocking) and mark it READY, or FAILED with the reason.
+
+        Older versions load first; one that fails fails the whole model.
+        """
         model = self.require_model()
         self.state = ModelState.LOADING
+        for version, other in self.older.items():
+            try:
+                other.load()
+            except BaseException:
+                self.state = ModelState.FAILED
+                self.reason = f"version {version}: {other.reason}"
+                raise
         started = time.perf_counter()
         try:
             model.load()
@@ -149,12 +177,22 @@ class ServedModel:
         """Take no more requests."""
         self.state = ModelState.UNAVAILABLE
         self.reason = "unloaded"
+        for other in self.older.values():
+            other.stop()
 
     def release(self) -> None:
         """Let go of the model so its memory can be reclaimed (after in-flight requests)."""
         model, self.model, self.batcher = self.model, None, None
+        self._signature_batchers.clear()
         if model is not None:
             model.release()
+        for other in self.older.values():
+            other.release()
+
+    @property
+    def busy(self) -> int:
+        """Requests in flight in every version."""
+        return self.inflight + sum(other.inflight for other in self.older.values())
 
     def require_model(self) -> Model:
         if self.model is None:
@@ -167,7 +205,7 @@ class ServedModel:
         """Model metadata: only a loaded model can describe its tensors."""
         meta: dict[str, Any] = {
             "name": self.name,
-            "versions": [self.version] if self.version else [],
+            "versions": self.versions,
             "platform": self.platform,
             "inputs": [],
             "outputs": [],
@@ -245,8 +283,9 @@ class ServedModel:
         started = time.perf_counter_ns()
         try:
             requested = [o.name for o in request.outputs] if request.outputs else None
-            names = model.outputs.select(requested, self.name)
             try:
+                model = model.for_request(request)
+                names = model.outputs.select(requested, self.name)
                 inputs = model.preprocess(request)
             except ModelServerError:
                 raise
@@ -286,7 +325,7 @@ class ServedModel:
         names: list[str],
         ctx: RequestContext,
     ) -> Computed:
-        batcher = self.batcher
+        batcher = self.batcher if model is self.model else self._signature_batcher(model)
         key = batch_key(inputs, names) if batcher is not None else None
         queued_ns = time.time_ns()
         try:
@@ -311,6 +350,12 @@ class ServedModel:
             ctx.trace.phase("queue", queued_ns, start_ns)
             ctx.trace.phase("predict", start_ns, end_ns)
         return Computed(results, queued_ns, start_ns, end_ns, key is not None)
+
+    def _signature_batcher(self, signature: Model) -> Batcher | None:
+        key = id(signature)
+        if key not in self._signature_batchers:
+            self._signature_batchers[key] = self._batcher(signature)
+        return self._signature_batchers[key]
 
     def _pack(
         self,

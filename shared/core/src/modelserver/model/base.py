@@ -50,6 +50,14 @@ class Model(abc.ABC):
     #: do: then table rows that lack a column reach it as NaN, as KServe hands
     #: them over; otherwise such a request is a 400 naming the column.
     missing_values: bool = False
+    #: Which flavour of the v1 paths this runtime answers: ``kserve`` (KServe's
+    #: v1 REST) or ``tfserving`` (TensorFlow Serving's REST API, whose paths v1
+    #: was derived from, and its gRPC PredictionService and ModelService).
+    dialect: ClassVar[str] = "kserve"
+    #: Whether a model directory may hold TF Serving's versioned layout: numeric
+    #: sub-folders (``<dir>/<version>/<model file>``), each served as a version,
+    #: the highest by default.
+    versioned: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -107,6 +115,22 @@ class Model(abc.ABC):
                 joint = self.postprocess(self.predict(inputs))
             results[name] = _pick(joint, name, self.name)
         return results
+
+    def for_request(self, request: InferRequest) -> Model:
+        """The model that answers ``request``: itself, or one of the entry points it holds.
+
+        A model with several signatures (a SavedModel's) returns the one the
+        request selects; each has its own inputs and outputs and is batched
+        on its own. ``input_errors`` raised here are answered 400.
+        """
+        return self
+
+    def version_labels(self) -> Mapping[str, str]:
+        """Names for versions (TF Serving's version labels, ``{"stable": "1"}``).
+
+        Requests may name a version by its label instead of its number.
+        """
+        return {}
 
     def release(self) -> None:  # noqa: B027 (a hook: most models hold only Python objects)
         """Free what ``load`` took beyond Python objects (a JVM's, a GPU's), once unloaded."""

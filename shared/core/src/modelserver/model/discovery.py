@@ -9,7 +9,10 @@ A runtime names its model files by suffix (``.onnx``, matched in any case)
 or, for formats whose file has a fixed name and no suffix, by that whole
 name (MLflow's ``MLmodel``, matched exactly). A ``--model_dir`` that is a
 URI (``s3://...``, MLflow's ``models:/...``) is refused with what to do
-instead: the server reads local files and never downloads.
+instead: the server reads local files and never downloads. A runtime
+that serves versions (``Model.versioned``) also takes TF Serving's layout: a
+directory whose numeric sub-folders each hold the model files is one model,
+each sub-folder a version.
 """
 
 from __future__ import annotations
@@ -104,19 +107,52 @@ def find_model_file(
     return found[0]
 
 
-def discover_models(
-    model_dir: str | Path, model_name: str, extensions: Iterable[str], accept: Accept | None = None
+def find_versions(
+    directory: str | Path, extensions: Iterable[str], accept: Accept | None = None
 ) -> dict[str, Path]:
-    """Map each model name to its directory: one model, or one per sub-folder."""
+    """TF Serving's versioned layout: each numeric sub-folder with a model file, by version.
+
+    Versions are in ascending numeric order (``"2"`` before ``"10"``); other
+    sub-folders are ignored, as TF Serving ignores them. Empty when there are none.
+    """
+    directory = Path(directory)
+    extensions = tuple(extensions)
+    found = [
+        p
+        for p in directory.iterdir()
+        if p.is_dir()
+        and p.name.isascii()
+        and p.name.isdigit()
+        and _candidates(p, extensions, accept)
+    ]
+    return {str(int(p.name)): p for p in sorted(found, key=lambda p: int(p.name))}
+
+
+def discover_models(
+    model_dir: str | Path,
+    model_name: str,
+    extensions: Iterable[str],
+    accept: Accept | None = None,
+    versioned: bool = False,
+) -> dict[str, Path]:
+    """Map each model name to its directory: one model, or one per sub-folder.
+
+    With ``versioned``, a directory of numeric version sub-folders is one model.
+    """
     refuse_uri(model_dir)
     root = Path(model_dir)
     extensions = tuple(extensions)
     if not root.is_dir():
         raise ModelLoadError(f"Model directory {root} does not exist or is not a directory")
-    if not extensions or _candidates(root, extensions, accept):
+
+    def is_model(path: Path) -> bool:
+        found = _candidates(path, extensions, accept)
+        return bool(found) or (versioned and bool(find_versions(path, extensions, accept)))
+
+    if not extensions or is_model(root):
         return {validate_model_name(model_name): root}
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    models = {p.name: p for p in subdirs if _candidates(p, extensions, accept)}
+    models = {p.name: p for p in subdirs if is_model(p)}
     if not models:
         raise ModelLoadError(
             f"No model file ({', '.join(extensions)}) in {root} or its sub-folders; "

@@ -14,6 +14,11 @@ Checks, each answered 400 with the reason:
   (FP64 → FP32 and INT64 → FP32 are cast; FP32 → INT64 or BYTES → FP32 are
   refused), so JSON clients need not know the model's precision;
 - a rank or a fixed dimension that differs from the declaration.
+
+A graph may offer several named entry points (a SavedModel's signatures):
+each is a TensorModel of its own in ``signatures``, and a request picks one
+by name (the ``signature_name`` parameter, or the protocol's own field), the
+default when it names none.
 """
 
 from __future__ import annotations
@@ -35,6 +40,15 @@ from .inputs import tensor_spec
 Feeds = dict[str, np.ndarray]
 
 logger = logging.getLogger(__name__)
+
+#: TF Serving's method names: what a signature computes, and which API calls it.
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+#: The signature a request that names none gets.
+DEFAULT_SIGNATURE = "serving_default"
+#: The request parameter that selects a signature.
+SIGNATURE_PARAMETER = "signature_name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +125,16 @@ class TensorModel(Model):
         super().__init__(*args, **kwargs)
         self.input_specs: list[TensorSpec] = []
         self.output_specs: list[TensorSpec] = []
+        #: Named signatures, each with its own inputs and outputs; empty: this
+        #: model is its only one.
+        self.signatures: dict[str, TensorModel] = {}
+        self.default_signature = DEFAULT_SIGNATURE
+        #: What this signature computes, in TF Serving's words (classify and
+        #: regress signatures take serialized tf.Examples).
+        self.method_name = PREDICT_METHOD
+        #: The model's own SignatureDef, serialized, when it has one: TF
+        #: Serving's metadata shows it as it is (graph tensor names included).
+        self.signature_def = b""
 
     @abc.abstractmethod
     def run(self, feeds: Feeds, names: Sequence[str]) -> Sequence[Any]:
@@ -169,6 +193,29 @@ class TensorModel(Model):
 
     def inputs_metadata(self) -> list[dict[str, Any]]:
         return [spec.metadata() for spec in self.input_specs]
+
+    def signature(self, name: str | None) -> TensorModel:
+        """The signature called ``name`` (None or "": the default); 400 naming those there are."""
+        key = name or self.default_signature
+        found = self.signatures.get(key) if self.signatures else None
+        if found is not None:
+            return found
+        if not self.signatures and key == self.default_signature:
+            return self
+        known = ", ".join(sorted(self.signatures or [self.default_signature]))
+        raise InvalidInput(
+            f'Serving signature name: "{key}" not found in signature def of model '
+            f"'{self.name}'; signatures: {known}"
+        )
+
+    def for_request(self, request: InferRequest) -> TensorModel:
+        """The signature the request's ``signature_name`` parameter names (default: the default)."""
+        if not self.signatures:
+            return self
+        name = request.parameters.get(SIGNATURE_PARAMETER)
+        if name is not None and not isinstance(name, str):
+            raise InvalidInput(f"Parameter '{SIGNATURE_PARAMETER}' must be a string")
+        return self.signature(name)
 
 
 def specs_from(pairs: Mapping[str, tuple[str, Sequence[int | None]]]) -> list[TensorSpec]:

@@ -23,7 +23,7 @@ from ..dataplane.repository import ModelRepository
 from ..dataplane.served import ServedModel, ServingOptions
 from ..errors import ModelLoadError, excerpt
 from ..model.base import Model
-from ..model.discovery import discover_models
+from ..model.discovery import discover_models, find_versions
 from ..observability.logs import configure_logging
 from ..settings import Settings
 from . import ports
@@ -43,7 +43,8 @@ def build_repository(
     """The repository and the models found in ``--model_dir``, not yet loaded.
 
     Every model, now or on a repository load, is built by the one factory
-    made here, so a reload is served exactly as the first load was.
+    made here, so a reload is served exactly as the first load was (and finds
+    the versions there are then, in TF Serving's versioned layout).
     """
     options = ServingOptions(
         executor=executor,
@@ -55,11 +56,31 @@ def build_repository(
     )
 
     def factory(name: str, path: Path) -> ServedModel:
-        model = model_class(name, path, version=settings.model_version, settings=settings)
-        return ServedModel(model, options)
+        versions = (
+            find_versions(path, model_class.extensions, model_class.accepts)
+            if model_class.versioned
+            else {}
+        )
+        if not versions:
+            model = model_class(name, path, version=settings.model_version, settings=settings)
+            return ServedModel(model, options)
+        served = {
+            version: ServedModel(
+                model_class(name, directory, version=version, settings=settings), options
+            )
+            for version, directory in versions.items()
+        }
+        *older, latest = served.values()
+        latest.older = {other.version: other for other in older}
+        latest.model_dir = path  # a reload rescans the versions
+        return latest
 
     found = discover_models(
-        settings.model_dir, settings.model_name, model_class.extensions, model_class.accepts
+        settings.model_dir,
+        settings.model_name,
+        model_class.extensions,
+        model_class.accepts,
+        versioned=model_class.versioned,
     )
     multi = len(found) > 1 or Path(settings.model_dir) != next(iter(found.values()))
     return ModelRepository(factory, settings.model_dir if multi else None), found
@@ -118,6 +139,7 @@ def prepare_server(
         workers=settings.workers,
         shared_memory=settings.allow_shared_memory,
     )
+    dataplane.dialect = model_class.dialect
     return ModelServer(dataplane, settings, http_socket, tokens, reuse_port), executor
 
 

@@ -24,6 +24,7 @@ from ..dataplane.payload_logging import PayloadLogger
 from ..dataplane.policy import RequestPolicy
 from ..observability import tracing
 from ..protocol.grpc.servicer import generic_handler
+from ..protocol.grpc.tfserving import tfserving_handlers
 from ..protocol.rest.app import RestApp
 from ..protocol.rest.routes import is_probe
 from ..settings import Settings
@@ -80,7 +81,10 @@ class ModelServer:
             ("grpc.so_reuseport", 1 if self.reuse_port else 0),
         ]
         server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers((generic_handler(self.dataplane, self.gate),))
+        handlers = [generic_handler(self.dataplane, self.gate)]
+        if self.dataplane.dialect == "tfserving":
+            handlers += tfserving_handlers(self.dataplane, self.gate)
+        server.add_generic_rpc_handlers(handlers)
         address = (
             f"[{cfg.host}]:{cfg.grpc_port}" if ":" in cfg.host else f"{cfg.host}:{cfg.grpc_port}"
         )

@@ -299,23 +299,33 @@ class InferenceServicer:
         return pb.SystemSharedMemoryUnregisterResponse()
 
 
-def generic_handler(dataplane: DataPlane, gate: InferenceGate) -> grpc.GenericRpcHandler:
-    """A handler serving every RPC of the service descriptor."""
-    servicer = InferenceServicer(dataplane, gate)
+def service_handler(
+    service: Any, servicer: Any, message_class: Callable[[str], Any], policy: RequestPolicy
+) -> grpc.GenericRpcHandler:
+    """A handler serving every RPC of a service descriptor with ``servicer``'s methods.
+
+    ``message_class`` finds a message's class by full name in the service's pool.
+    """
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-    for method in pb.SERVICE.methods:
-        request_cls = pb.message_class(method.input_type.full_name)
-        response_cls = pb.message_class(method.output_type.full_name)
+    for method in service.methods:
+        request_cls = message_class(method.input_type.full_name)
+        response_cls = message_class(method.output_type.full_name)
         if method.client_streaming:
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                _stream_guarded(getattr(servicer, method.name), gate.policy),
+                _stream_guarded(getattr(servicer, method.name), policy),
                 request_deserializer=None,
                 response_serializer=response_cls.SerializeToString,
             )
             continue
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _guarded(method.name, getattr(servicer, method.name), request_cls, gate.policy),
+            _guarded(method.name, getattr(servicer, method.name), request_cls, policy),
             request_deserializer=None,
             response_serializer=response_cls.SerializeToString,
         )
-    return grpc.method_handlers_generic_handler(pb.SERVICE_NAME, handlers)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def generic_handler(dataplane: DataPlane, gate: InferenceGate) -> grpc.GenericRpcHandler:
+    """A handler serving every RPC of the service descriptor."""
+    servicer = InferenceServicer(dataplane, gate)
+    return service_handler(pb.SERVICE, servicer, pb.message_class, gate.policy)

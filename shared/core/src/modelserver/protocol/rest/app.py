@@ -27,6 +27,7 @@ from ...dataplane.gate import InferenceGate
 from ...errors import MethodNotAllowed, ModelServerError, RouteNotFound
 from .handlers import JSON, Handlers, HttpRequest, Reply, header
 from .routes import MLFLOW, RouteTable
+from .tfserving import TFServingHandlers
 
 logger = logging.getLogger("modelserver.rest")
 
@@ -86,12 +87,18 @@ class RestApp:
         max_body_size: int = 100 * 1024 * 1024,
         docs: bool = False,
     ) -> None:
-        self.routes = RouteTable(docs=docs, protocols=dataplane.protocols)
+        self.routes = RouteTable(
+            docs=docs, protocols=dataplane.protocols, dialect=dataplane.dialect
+        )
         self.handlers = Handlers(dataplane, gate, max_body_size, self.routes)
         self.policy = gate.policy
         # Bound once: a handler lookup per request is a dict access.
+        # TF Serving's routes (the ``tfserving`` dialect) have their own handlers.
+        tfserving = TFServingHandlers(self.handlers)
         self._handlers = {
-            route.handler: getattr(self.handlers, route.handler) for route in self.routes.routes
+            route.handler: getattr(self.handlers, route.handler, None)
+            or getattr(tfserving, route.handler)
+            for route in self.routes.routes
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:

@@ -7,6 +7,12 @@ Routes of an optional protocol (MLflow's scoring server) are served only
 when the runtime's ``Model.protocols`` names it.
 Routes are tried for the request's method first, hottest first, so an
 inference request costs one regular-expression match.
+
+KServe's v1 protocol was derived from TensorFlow Serving's REST API and kept
+its paths (``/v1/models/{name}:predict``, ``GET /v1/models/{name}``) with
+other answers. A route may belong to one dialect (``Model.dialect``): the
+table of a server holds the routes of every dialect plus those of its own,
+so a runtime that speaks TF Serving's answers those paths as TF Serving does.
 """
 
 from __future__ import annotations
@@ -25,7 +31,16 @@ _PARAMS = {
     "[/versions/{version}]": r"(?:/versions/(?P<version>[^/]+))?",
     "[/region/{region}]": r"(?:/region/(?P<region>[^/]+))?",
     "{region}": r"(?P<region>[^/]+)",
+    "[/versions/{version}|/labels/{label}]": (
+        r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    ),
 }
+
+#: The dialects of ``Model.dialect``; a route with no dialect is in every table.
+KSERVE = "kserve"
+TFSERVING = "tfserving"
+#: TF Serving's optional version or version label.
+_TFS_MODEL = "/v1/models/{name}[/versions/{version}|/labels/{label}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +58,8 @@ class Route:
     docs_only: bool = False
     #: The optional protocol this route belongs to ("mlflow"); "" for the ones always served.
     protocol: str = ""
+    #: Served only by runtimes of this dialect ("": by every runtime).
+    dialect: str = ""
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -69,7 +86,18 @@ ROUTES: tuple[Route, ...] = (
         "/v2/models/{name_any}[/versions/{version}]/infer",
         "Open Inference Protocol v2 inference (JSON or the binary tensor extension)",
     ),
-    Route("predict_v1", "POST", "/v1/models/{name}:predict", "KServe v1 predict"),
+    Route("predict_v1", "POST", "/v1/models/{name}:predict", "KServe v1 predict", dialect=KSERVE),
+    Route(
+        "tfs_predict",
+        "POST",
+        f"{_TFS_MODEL}:predict",
+        "TF Serving predict (row or columnar JSON)",
+        dialect=TFSERVING,
+    ),
+    Route(
+        "tfs_classify", "POST", f"{_TFS_MODEL}:classify", "TF Serving classify", dialect=TFSERVING
+    ),
+    Route("tfs_regress", "POST", f"{_TFS_MODEL}:regress", "TF Serving regress", dialect=TFSERVING),
     Route("ready", "GET", "/v2/health/ready", "Server readiness", probe=True),
     Route("live", "GET", "/v2/health/live", "Server liveness", probe=True),
     Route(
@@ -82,7 +110,24 @@ ROUTES: tuple[Route, ...] = (
     Route("statistics", "GET", "/v2/models/stats", "Statistics of every model (Triton's)"),
     Route("model_metadata", "GET", "/v2/models/{name_any}[/versions/{version}]", "Model metadata"),
     Route("server_metadata", "GET", "/v2", "Server metadata"),
-    Route("v1_model", "GET", "/v1/models/{name}", "KServe v1 model status", probe=True),
+    Route(
+        "v1_model", "GET", "/v1/models/{name}", "KServe v1 model status", probe=True, dialect=KSERVE
+    ),
+    Route(
+        "tfs_status",
+        "GET",
+        _TFS_MODEL,
+        "TF Serving model status (every version, or the one named)",
+        probe=True,
+        dialect=TFSERVING,
+    ),
+    Route(
+        "tfs_metadata",
+        "GET",
+        f"{_TFS_MODEL}/metadata",
+        "TF Serving model metadata (the signature map)",
+        dialect=TFSERVING,
+    ),
     Route("v1_models", "GET", "/v1/models", "KServe v1 model list"),
     Route("explain_v1", "POST", "/v1/models/{name}:explain", "KServe v1 explain"),
     Route("metrics", "GET", "/metrics", "Prometheus metrics", probe=True),
@@ -145,11 +190,15 @@ class RouteTable:
         routes: tuple[Route, ...] = ROUTES,
         docs: bool = False,
         protocols: frozenset[str] | tuple[str, ...] = (),
+        dialect: str | None = KSERVE,
     ) -> None:
+        """The routes a server answers: every dialect's when ``dialect`` is None."""
         self.routes = tuple(
             r
             for r in routes
-            if (docs or not r.docs_only) and (not r.protocol or r.protocol in protocols)
+            if (docs or not r.docs_only)
+            and (not r.protocol or r.protocol in protocols)
+            and (dialect is None or r.dialect in ("", dialect))
         )
         self._by_method: dict[str, list[tuple[re.Pattern[str], Route]]] = {}
         for route in self.routes:
@@ -183,17 +232,19 @@ class RouteTable:
         paths: dict[str, dict[str, Any]] = {}
         for route in self.routes:
             variants = [route.template]
-            for optional in ("[/versions/{version}]", "[/region/{region}]"):
+            for optional in (
+                "[/versions/{version}]",
+                "[/region/{region}]",
+                "[/versions/{version}|/labels/{label}]",
+            ):
                 if optional in route.template:
-                    variants = [
-                        route.template.replace(optional, ""),
-                        route.template.replace(optional, optional[1:-1]),
-                    ]
+                    choices = optional.strip("[]").split("|")
+                    variants = [route.template.replace(optional, c) for c in ("", *choices)]
             for variant in variants:
                 path = variant.replace("{name_any}", "{name}")
                 params = [
                     {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for p in ("name", "version", "region")
+                    for p in ("name", "version", "region", "label")
                     if "{" + p + "}" in path
                 ]
                 paths.setdefault(path, {})[route.method.lower()] = {
@@ -206,7 +257,7 @@ class RouteTable:
 
 
 def is_probe(method: str, path: str, _table: list[RouteTable] = []) -> bool:  # noqa: B006
-    """``RouteTable().is_probe`` over every route (for the access-log filter)."""
+    """``RouteTable().is_probe`` over every route of every dialect (for the access-log filter)."""
     if not _table:
-        _table.append(RouteTable(protocols=PROTOCOLS))
+        _table.append(RouteTable(protocols=PROTOCOLS, dialect=None))
     return _table[0].is_probe(method, path)
