@@ -34,6 +34,7 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -191,72 +192,76 @@ def aoti_package_with_program(program: Any, path: Path) -> None:
     package_pt2(str(path), exported_programs=program, aoti_files=files)
 
 
-def write(out: Path) -> dict[str, Path]:
-    """Write every PyTorch sample under ``out/torch``; return name -> model directory."""
+NAMES = (
+    "iris-torchscript",
+    "iris-export",
+    "iris-aoti",
+    "iris-state-dict",
+    "digits-torchscript",
+    "digits-export",
+    "digits-aoti",
+    "digits-state-dict",
+    "typed-export",
+    "typed-torchscript",
+)
+
+
+def write(out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
+    """Write the PyTorch samples (or ``only`` those) under ``out/torch``; name -> directory."""
+    from samples import chosen
+
     with warnings.catch_warnings():
         # torch 2.13 deprecates TorchScript in favour of torch.export; models
         # written with it are still everywhere, so its samples stay.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _write(out)
+        return _write(out, chosen(NAMES, only))
 
 
-def _write(out: Path) -> dict[str, Path]:
+def _write(out: Path, wanted: list[str]) -> dict[str, Path]:
     from safetensors.torch import save_file
 
     root = out / "torch"
-    kinds = ["torchscript", "export", "aoti", "state-dict"]
-    if not compiler():
-        kinds.remove("aoti")
+    if not compiler() and any(name.endswith("-aoti") for name in wanted):
+        wanted = [name for name in wanted if not name.endswith("-aoti")]
         print(f"no C++ compiler ({CXX}): the AOTInductor samples are not built", file=sys.stderr)
-    names = [f"{net}-{kind}" for net in ("iris", "digits") for kind in kinds]
-    dirs = {name: root / name for name in [*names, "typed-export", "typed-torchscript"]}
+    dirs = {name: root / name for name in wanted}
     for directory in dirs.values():
         directory.mkdir(parents=True, exist_ok=True)
 
-    iris, rows = train_iris_mlp()
-    torch.jit.save(torch.jit.trace(iris, rows, strict=False), dirs["iris-torchscript"] / "model.pt")
-    program = export(iris, (rows,))
-    torch.export.save(program, dirs["iris-export"] / "model.pt2")
-    if "iris-aoti" in dirs:
-        aoti_package(program, dirs["iris-aoti"] / "model.pt2")
-    weights = dirs["iris-state-dict"] / "model.safetensors"
-    save_file(iris.state_dict(), weights)
-    weights.chmod(0o644)  # safetensors writes 0600; an image's user 1000 must read a mount
+    if any(name.startswith("iris-") for name in wanted):
+        iris, rows = train_iris_mlp()
+        if "iris-torchscript" in dirs:
+            traced = torch.jit.trace(iris, rows, strict=False)
+            torch.jit.save(traced, dirs["iris-torchscript"] / "model.pt")
+        if {"iris-export", "iris-aoti"} & dirs.keys():
+            program = export(iris, (rows,))
+            if "iris-export" in dirs:
+                torch.export.save(program, dirs["iris-export"] / "model.pt2")
+            if "iris-aoti" in dirs:
+                aoti_package(program, dirs["iris-aoti"] / "model.pt2")
+        if "iris-state-dict" in dirs:
+            weights = dirs["iris-state-dict"] / "model.safetensors"
+            save_file(iris.state_dict(), weights)
+            weights.chmod(0o644)  # safetensors writes 0600; an image's user 1000 must read it
 
-    digits, images = train_digits_cnn()
-    torch.jit.save(torch.jit.script(digits), dirs["digits-torchscript"] / "model.pt")
-    program = export(digits, (images,))
-    torch.export.save(program, dirs["digits-export"] / "model.pt2")
-    if "digits-aoti" in dirs:
-        aoti_package_with_program(program, dirs["digits-aoti"] / "model.pt2")
-    torch.save(digits.state_dict(), dirs["digits-state-dict"] / "model.pt")
+    if any(name.startswith("digits-") for name in wanted):
+        digits, images = train_digits_cnn()
+        if "digits-torchscript" in dirs:
+            torch.jit.save(torch.jit.script(digits), dirs["digits-torchscript"] / "model.pt")
+        if {"digits-export", "digits-aoti"} & dirs.keys():
+            program = export(digits, (images,))
+            if "digits-export" in dirs:
+                torch.export.save(program, dirs["digits-export"] / "model.pt2")
+            if "digits-aoti" in dirs:
+                aoti_package_with_program(program, dirs["digits-aoti"] / "model.pt2")
+        if "digits-state-dict" in dirs:
+            torch.save(digits.state_dict(), dirs["digits-state-dict"] / "model.pt")
 
-    typed, example = Typed().eval(), typed_example()
-    torch.export.save(export(typed, example), dirs["typed-export"] / "model.pt2")
-    torch.jit.save(
-        torch.jit.trace(typed, example, strict=False), dirs["typed-torchscript"] / "model.pt"
-    )
+    if any(name.startswith("typed-") for name in wanted):
+        typed, example = Typed().eval(), typed_example()
+        if "typed-export" in dirs:
+            torch.export.save(export(typed, example), dirs["typed-export"] / "model.pt2")
+        if "typed-torchscript" in dirs:
+            traced = torch.jit.trace(typed, example, strict=False)
+            torch.jit.save(traced, dirs["typed-torchscript"] / "model.pt")
     return dirs
-
-
-def load_with_torch(name: str, directory: Path) -> Any:
-    """Sample ``name`` loaded with torch's own API, no server: the tests' reference answers
-    and the benchmark's in-process baseline. Call it as ``model(*tensors)``."""
-    (path,) = directory.iterdir()
-    kind = name.split("-", 1)[1]
-    if kind == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13: see write()
-            return torch.jit.load(str(path))
-    if kind == "export":
-        return torch.export.load(str(path)).module()
-    if kind == "aoti":
-        return torch._inductor.aoti_load_package(str(path))
-    module = {"iris": IrisMLP, "digits": DigitsCNN}[name.split("-")[0]]()
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        module.load_state_dict(load_file(str(path)))
-    else:
-        module.load_state_dict(torch.load(str(path), weights_only=True))
-    return module.eval()
