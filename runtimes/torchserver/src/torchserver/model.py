@@ -76,12 +76,12 @@ class TorchModel(TensorModel):
             torch.set_num_threads(self.settings.nthread)
         loaded = loaders.load(found, self.settings)
         self.path, self.loaded = found.path, loaded
-        self.signature: Signature = loaded.signature
-        self._unknown = {s.name for s in self.signature.inputs if s.datatype == UNKNOWN}
-        outputs = self.signature.outputs
+        self.call: Signature = loaded.signature
+        self._unknown = {s.name for s in self.call.inputs if s.datatype == UNKNOWN}
+        outputs = self.call.outputs
         if outputs is None and not self._unknown:
             outputs = self._probe()
-        self.declare(self.signature.inputs, outputs or [])
+        self.declare(self.call.inputs, outputs or [])
         if outputs is None:
             # Names come with each answer; every one is a default, any can be asked for.
             self.outputs = Outputs(dynamic=True)
@@ -101,7 +101,7 @@ class TorchModel(TensorModel):
         """A traced module's outputs, from one call on zeros of its example shapes."""
         zeros = {
             spec.name: np.zeros((PROBE_ROWS, *spec.shape[1:]), dtype=_numpy_dtype(spec))
-            for spec in self.signature.inputs
+            for spec in self.call.inputs
         }
         try:
             answer = self._call(zeros)
@@ -137,7 +137,7 @@ class TorchModel(TensorModel):
 
     def _call(self, feeds: Feeds) -> list[tuple[str, Any]]:
         tensors = {name: self._tensor(name, array) for name, array in feeds.items()}
-        args, kwargs = self.signature.arguments(tensors)
+        args, kwargs = self.call.arguments(tensors)
         with torch.inference_mode():
             try:
                 answer = self.loaded.module(*args, **kwargs)
@@ -164,7 +164,7 @@ class TorchModel(TensorModel):
             tensor = host.to(self.loaded.device, non_blocking=True)
         else:
             tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
-        cast = self.signature.casts.get(name)
+        cast = self.call.casts.get(name)
         return tensor.to(cast) if cast is not None else tensor
 
     # -- description --------------------------------------------------------------------
