@@ -12,6 +12,26 @@ import pytest
 from serverproc import ServerProcess
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Load Paddle before anything loads TensorFlow, in a process that may load both.
+
+    The two frameworks' native libraries clash in one process when TensorFlow
+    comes first: importing paddle afterwards dies of a segmentation fault in
+    paddle.base.core (Paddle 3.3.1 and tensorflow-cpu 2.21.0). Paddle first,
+    then TensorFlow, works. The servers never load both; only a test process
+    that compares both frameworks' own answers (test_paddle.py and the
+    TensorFlow tests collected by one worker) does.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("paddle") and importlib.util.find_spec("tensorflow"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import paddle  # noqa: F401
+
+
 @pytest.fixture(scope="session")
 def sample_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """name -> directory of each sample model (examples/sample_models.py)."""
