@@ -117,9 +117,19 @@ def serving(module: str, *flags: str, env: dict[str, str] | None = None):
 def run_to_exit(
     module: str, args: list[str], timeout: float = 60.0, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a runtime expected to exit (bad flags, no model): its code and output."""
+    """Run a runtime expected to exit (bad flags, no model): its code and output.
+
+    The ports are bound before the model loads, so the run gets free ones
+    (unless ``args`` names its own): a server already on 8080 must not turn a
+    model error into a port error.
+    """
+    ports = []
+    if not any(a.startswith(("--http_port", "--http-port")) for a in args):
+        ports.append(f"--http_port={free_port()}")
+    if not any(a.startswith(("--grpc_port", "--grpc-port")) for a in args):
+        ports.append(f"--grpc_port={free_port()}")
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-m", module, *args, *ports],
         capture_output=True,
         text=True,
         timeout=timeout,

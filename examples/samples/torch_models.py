@@ -265,3 +265,26 @@ def _write(out: Path, wanted: list[str]) -> dict[str, Path]:
             traced = torch.jit.trace(typed, example, strict=False)
             torch.jit.save(traced, dirs["typed-torchscript"] / "model.pt")
     return dirs
+
+
+def load_with_torch(name: str, directory: Path) -> Any:
+    """Sample ``name`` loaded with torch's own API, no server: the tests' reference answers
+    and the benchmark's in-process baseline. Call it as ``model(*tensors)``."""
+    (path,) = directory.iterdir()
+    kind = name.split("-", 1)[1]
+    if kind == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13: see write()
+            return torch.jit.load(str(path))
+    if kind == "export":
+        return torch.export.load(str(path)).module()
+    if kind == "aoti":
+        return torch._inductor.aoti_load_package(str(path))
+    module = {"iris": IrisMLP, "digits": DigitsCNN}[name.split("-")[0]]()
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        module.load_state_dict(load_file(str(path)))
+    else:
+        module.load_state_dict(torch.load(str(path), weights_only=True))
+    return module.eval()

@@ -22,8 +22,9 @@ from modelserver.observability.metrics import REGISTRY
 from modelserver.protocol.rest.app import RestApp
 from modelserver.protocol.rest.routes import ROUTES, Route
 
-#: The routes every server answers (a protocol's own, MLflow's say, only for its runtimes).
-CORE_ROUTES = [r for r in ROUTES if not r.protocol]
+#: The routes a KServe-dialect server answers: not an optional protocol's (MLflow's) nor
+#: another dialect's (TF Serving's), which their runtimes' tests cover.
+CORE_ROUTES = [r for r in ROUTES if not r.protocol and r.dialect in ("", "kserve")]
 
 TOKEN = "sesame"
 X = np.array([[1.0, 2.0], [3.0, 4.0]])

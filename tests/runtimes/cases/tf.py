@@ -14,4 +14,6 @@ CASE = RuntimeCase(
     bad_row=[5.1, 3.5, 1.4],
     flags=["--device=cpu", "--nthread=1"],
     width_error="expects shape",
+    # A SavedModel is always saved_model.pb: no directory holds two candidates.
+    fixed_name=True,
 )
