@@ -84,6 +84,26 @@ MODEL_STATE = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livemax",
 )
+GENERATED_TOKENS = Counter(
+    "modelserver_generated_tokens",
+    "Tokens written by generative models (every sequence of every request)",
+    ["model"],
+    registry=REGISTRY,
+)
+GENERATIONS = Gauge(
+    "modelserver_generations",
+    "Generations in progress (each writes in a thread of its own)",
+    ["model"],
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+FIRST_TOKEN_SECONDS = Histogram(
+    "modelserver_time_to_first_token_seconds",
+    "From a generation's start until its first text",
+    ["model"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
 LOGGER_EVENTS = Counter(
     "modelserver_logger_events",
     "Request/response CloudEvents by outcome (sent, dropped, failed)",
@@ -127,6 +147,27 @@ def for_model(name: str) -> ModelMetrics:
     found = _models.get(name)
     if found is None:
         found = _models[name] = ModelMetrics(name)
+    return found
+
+
+class GenerationMetrics:
+    """The pre-labelled metric children of one generative model (made on its first generation)."""
+
+    __slots__ = ("active", "first_token", "tokens")
+
+    def __init__(self, name: str) -> None:
+        self.tokens = GENERATED_TOKENS.labels(name)
+        self.active = GENERATIONS.labels(name)
+        self.first_token = FIRST_TOKEN_SECONDS.labels(name)
+
+
+_generations: dict[str, GenerationMetrics] = {}
+
+
+def for_generation(name: str) -> GenerationMetrics:
+    found = _generations.get(name)
+    if found is None:
+        found = _generations[name] = GenerationMetrics(name)
     return found
 
 
