@@ -71,6 +71,7 @@ FRAMEWORKS = {
     "onnx": "samples.onnx_models",
     "mlflow": "samples.mlflow_models",
     "torch": "samples.torch_models",
+    "huggingface": "samples.huggingface",
     "custom": "custom_model.train_iris",
 }
 
