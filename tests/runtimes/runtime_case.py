@@ -22,12 +22,12 @@ class RuntimeCase:
     suffix: str
     #: the single input's name as the model declares it
     input_name: str
-    #: its OIP datatype
+    #: its OIP datatype (BYTES: a text model, whose rows are lists of one text)
     datatype: str
     #: two good rows
-    rows: list[list[float]]
-    #: a row with the wrong number of features
-    bad_row: list[float]
+    rows: list[list[float]] | list[list[str]]
+    #: a row with the wrong number of features (of a text model: of texts)
+    bad_row: list[float] | list[str]
     #: every input the metadata declares, when several (default: [input_name])
     input_names: tuple[str, ...] = ()
     #: extra flags the runtime needs
@@ -39,7 +39,11 @@ class RuntimeCase:
     #: the model file has one fixed name (MLflow's ``MLmodel``), so no directory
     #: can hold two candidates (``suffix`` is then that name)
     fixed_name: bool = False
+    #: which of a runtime's cases this is, when it has several (one per task)
+    variant: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.module}-{self.framework}" if self.module == "modelserver" else self.module
+        if self.module == "modelserver":
+            return f"{self.module}-{self.framework}"
+        return f"{self.module}-{self.variant}" if self.variant else self.module
