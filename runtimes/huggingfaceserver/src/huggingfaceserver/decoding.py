@@ -158,6 +158,8 @@ class ChunkStreamer(BaseStreamer):  # type: ignore[misc]
         self.sampler = sampler
         self.emit = emit
         self.wants_logprobs = params.logprobs is not None
+        #: Tokens written, every sequence together.
+        self.written = 0
         self._prompt = True
 
     def put(self, value: torch.Tensor) -> None:
@@ -170,6 +172,7 @@ class ChunkStreamer(BaseStreamer):  # type: ignore[misc]
             if sequence.done:
                 continue
             sequence.tokens += 1
+            self.written += 1
             if self.wants_logprobs and index < len(records):
                 sequence.logprobs.append(self._logprob(token, records[index]))
             if token in self.end_ids:

@@ -11,6 +11,7 @@ streamer and stop check. Every sequence ends with a chunk that says why:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from .decoding import ChunkStreamer, Finished, Sampler
 
 if TYPE_CHECKING:
     from .model import HuggingFaceModel
+
+logger = logging.getLogger(__name__)
 
 
 def write(model: HuggingFaceModel, job: Generation, emit: Callable[[Chunk], None]) -> None:
@@ -53,6 +56,12 @@ def write(model: HuggingFaceModel, job: Generation, emit: Callable[[Chunk], None
             logits_processor=LogitsProcessorList([sampler]),
             stopping_criteria=StoppingCriteriaList([Finished(streamer, job.cancelled)]),
             streamer=streamer,
+        )
+    if job.cancelled.is_set():
+        logger.info(
+            "generation %s stopped after %d tokens: nobody reads it any more",
+            job.id or "-",
+            streamer.written,
         )
 
 

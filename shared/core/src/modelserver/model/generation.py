@@ -45,6 +45,9 @@ MAX_LOGPROBS = 20
 #: OpenAI allows four stop sequences.
 MAX_STOPS = 4
 
+#: How often a cancelled generation's thread is checked for having stopped.
+THREAD_POLL_S = 0.005
+
 #: Why a sequence ended: a stop sequence or the end-of-sequence token, or its token limit.
 STOP, LENGTH = "stop", "length"
 
@@ -147,7 +150,9 @@ class TextGenerator:
     async def stream(self, job: Generation) -> AsyncIterator[Chunk]:
         """The chunks of ``job`` as they are written (``generate`` in its own thread).
 
-        Closing the iterator early cancels the generation.
+        Closing the iterator early cancels the generation, and waits (without
+        blocking the loop) for its thread to stop, so what counts generations
+        in flight counts it until it has really ended.
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Chunk | _Done | BaseException] = asyncio.Queue()
@@ -176,6 +181,8 @@ class TextGenerator:
                 yield item
         finally:
             job.cancelled.set()
+            while thread.is_alive():
+                await asyncio.sleep(THREAD_POLL_S)
 
 
 def generates(model: object) -> bool:
