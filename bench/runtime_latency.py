@@ -112,9 +112,13 @@ def _iris_rows(n: int) -> np.ndarray:
 def _texts(n: int) -> list[str]:
     """``n`` lines of English that ship with Python (the Zen), some with a [MASK] for fill-mask."""
     import codecs
-    import this
+    import contextlib
+    import importlib
+    import io
 
-    lines = [line for line in codecs.decode(this.s, "rot13").splitlines() if line.strip()]
+    with contextlib.redirect_stdout(io.StringIO()):  # importing ``this`` prints the Zen
+        zen = importlib.import_module("this")
+    lines = [line for line in codecs.decode(zen.s, "rot13").splitlines() if line.strip()]
     return [f"{lines[i % len(lines)]} [MASK]." for i in range(n)]
 
 

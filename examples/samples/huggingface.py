@@ -23,8 +23,10 @@ served, and how, is real.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import importlib
+import io
 import json
-import this
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -91,7 +93,9 @@ def corpus() -> list[str]:
     import json as json_module
     import textwrap
 
-    texts = [codecs.decode(this.s, "rot13")]
+    with contextlib.redirect_stdout(io.StringIO()):  # importing ``this`` prints the Zen
+        zen = importlib.import_module("this")
+    texts = [codecs.decode(zen.s, "rot13")]
     texts += [m.__doc__ or "" for m in (json_module, csv, argparse, textwrap)]
     return [line.strip() for text in texts for line in text.splitlines() if line.strip()]
 
@@ -133,6 +137,7 @@ def byte_bpe(special: list[str], end: str | None = None, size: int = 512) -> Tok
         vocab_size=size,
         special_tokens=special,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tokenizer.train_from_iterator(corpus(), trainer)
     if end is not None:
