@@ -35,7 +35,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 from kube_schema import CrdSchemas, load_documents
-from runtime_case import RuntimeCase
+from runtime_case import NUMPY, RuntimeCase
 from serverproc import ServerProcess, free_port, run_to_exit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,13 +52,6 @@ PROTOCOLS = {"v1", "v2", "grpc-v1", "grpc-v2"}
 OUR_PROTOCOLS = {"v1", "v2", "grpc-v2"}
 SERVER_TYPE = "serving.kserve.io/server-type"
 UNKNOWN_FLAGS = "ignoring unknown arguments"
-NUMPY = {
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "INT64": np.int64,
-    "INT32": np.int32,
-    "BYTES": np.object_,
-}
 DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 

@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
+#: The numpy dtype each case datatype's rows are made of.
+NUMPY = {
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "BYTES": np.object_,
+}
+
 
 @dataclass(frozen=True)
 class RuntimeCase:
@@ -47,3 +58,23 @@ class RuntimeCase:
         if self.module == "modelserver":
             return f"{self.module}-{self.framework}"
         return f"{self.module}-{self.variant}" if self.variant else self.module
+
+
+def huggingface(
+    sample: str, variant: str, rows: list[list[str]], bad_row: list[str]
+) -> RuntimeCase:
+    """A huggingfaceserver case: one text per row, ``config.json`` its model file."""
+    return RuntimeCase(
+        module="huggingfaceserver",
+        framework="huggingface",
+        sample=sample,
+        suffix="config.json",
+        input_name="text",
+        datatype="BYTES",
+        rows=rows,
+        bad_row=bad_row,
+        flags=["--device=cpu", "--nthread=1"],
+        width_error="one text per row",
+        fixed_name=True,
+        variant=variant,
+    )

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from protocol_clients import PROTOCOLS, infer, v2_metadata
-from runtime_case import RuntimeCase
+from runtime_case import NUMPY, RuntimeCase
 from serverproc import ServerProcess, run_to_exit
 from tritonclient.utils import InferenceServerException
 
@@ -32,13 +32,6 @@ CASES: list[RuntimeCase] = [
     for path in sorted(CASES_DIR.glob("*.py"))
     if path.stem != "__init__"
 ]
-NUMPY = {
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "INT64": np.int64,
-    "INT32": np.int32,
-    "BYTES": np.object_,
-}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])

@@ -5,19 +5,11 @@ texts is the wrong width. The other tasks are the other ``huggingface_*``
 cases; generation, OpenAI's API and the flags are in test_huggingface.py.
 """
 
-from runtime_case import RuntimeCase
+from runtime_case import huggingface
 
-CASE = RuntimeCase(
-    module="huggingfaceserver",
-    framework="huggingface",
-    sample="bert-classifier",
-    suffix="config.json",
-    input_name="text",
-    datatype="BYTES",
+CASE = huggingface(
+    "bert-classifier",
+    "classifier",
     rows=[["Beautiful is better than ugly."], ["Errors should never pass silently."]],
     bad_row=["Flat is better", "than nested."],
-    flags=["--device=cpu", "--nthread=1"],
-    width_error="one text per row",
-    fixed_name=True,
-    variant="classifier",
 )

@@ -13,6 +13,8 @@ from typing import Literal
 
 from modelserver import DeviceSettings, setting
 
+from .tasks import Task
+
 
 @dataclass
 class HuggingFaceSettings(DeviceSettings):
@@ -25,18 +27,9 @@ class HuggingFaceSettings(DeviceSettings):
     )
     model_revision: str | None = setting(None, "the cached revision of --model_id to serve")
     tokenizer_revision: str | None = setting(None, "the cached revision of the tokenizer")
-    # The tasks as KServe's huggingfaceserver names them.
-    task: (
-        Literal[
-            "sequence_classification",
-            "token_classification",
-            "fill_mask",
-            "text_embedding",
-            "text_generation",
-            "text2text_generation",
-        ]
-        | None
-    ) = setting(None, "the task to serve (default: from the model's config)")
+    task: Task | None = setting(  # noqa: RUF009 (a Literal alias: ruff cannot tell it is one)
+        None, "the task to serve (default: from the model's config)"
+    )
     max_model_len: int | None = setting(
         None,
         "most tokens a text (prompt and generation) may have (default: the model's)",

@@ -12,9 +12,10 @@ when no task is given, is a startup error that says so.
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from modelserver import ModelLoadError
 
@@ -30,14 +31,16 @@ SUFFIXES = (
     ("MTModel", "text2text_generation"),
     ("EncoderDecoderModel", "text2text_generation"),
 )
-TASKS = (
+#: The tasks, as KServe's huggingfaceserver names them (``--task``).
+Task = Literal[
     "sequence_classification",
     "token_classification",
     "fill_mask",
     "text_embedding",
     "text_generation",
     "text2text_generation",
-)
+]
+TASKS: tuple[str, ...] = typing.get_args(Task)
 GENERATIVE = frozenset({"text_generation", "text2text_generation"})
 #: sentence-transformers' module types of a pooling and a normalising step.
 POOLING_MODULE = "sentence_transformers.models.Pooling"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -144,9 +145,17 @@ _models: dict[str, ModelMetrics] = {}
 
 def for_model(name: str) -> ModelMetrics:
     """The metrics of a model (created on first use; ``<unknown>`` keeps cardinality bounded)."""
-    found = _models.get(name)
+    return _children(_models, name, ModelMetrics)
+
+
+C = TypeVar("C")
+
+
+def _children(made: dict[str, C], name: str, make: Callable[[str], C]) -> C:
+    """A model's labelled children, made once."""
+    found = made.get(name)
     if found is None:
-        found = _models[name] = ModelMetrics(name)
+        found = made[name] = make(name)
     return found
 
 
@@ -165,10 +174,7 @@ _generations: dict[str, GenerationMetrics] = {}
 
 
 def for_generation(name: str) -> GenerationMetrics:
-    found = _generations.get(name)
-    if found is None:
-        found = _generations[name] = GenerationMetrics(name)
-    return found
+    return _children(_generations, name, GenerationMetrics)
 
 
 def batch_observer(model: str) -> Callable[[int, int], None]:
