@@ -13,7 +13,8 @@ GRPC_PORT ?= 8081
 .DEFAULT_GOAL := help
 .PHONY: help install serve test test-fast lint protos sample-models bench images clean FORCE
 
-RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver mlflowserver torchserver tfserver
+RUNTIMES := sklearnserver xgbserver lgbserver pmmlserver paddleserver onnxserver mlflowserver torchserver \
+	tfserver huggingfaceserver
 PYPROJECTS := pyproject.toml shared/core/pyproject.toml constraints.txt \
 	$(foreach r,$(RUNTIMES),runtimes/$(r)/pyproject.toml)
 comma := ,

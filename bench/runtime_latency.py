@@ -6,7 +6,10 @@ and sent sequential v2 REST requests (c=1) over one keep-alive connection,
 as JSON and with the binary tensor extension. The table gives the median and
 p99 round trip and the model's own predict time as the server measured it
 (``modelserver_predict_duration_seconds``), so protocol cost and framework
-cost can be told apart.
+cost can be told apart. Text models (huggingfaceserver's tasks) get lines of
+the Zen of Python instead of iris rows: 1 and 100 texts, and one prompt (8
+greedy tokens) for generation. Streamed generation is measured by
+bench/generation.py.
 
     .venv/bin/python bench/runtime_latency.py [--runtime onnxserver ...] [--requests 300]
 """
@@ -43,6 +46,10 @@ class Subject:
     sample: str
     flags: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    #: Rows of the small and the large request.
+    rows: tuple[int, ...] = (1, 1000)
+    #: The request's parameters (a generation's options).
+    parameters: tuple[tuple[str, object], ...] = ()
 
 
 SUBJECTS = [
@@ -74,6 +81,21 @@ SUBJECTS = [
         flags=("--nthread=1", "--model_class=samples.torch_models:IrisMLP"),
         env=(("PYTHONPATH", str(ROOT / "examples")),),
     ),
+    *(
+        Subject("huggingfaceserver", "huggingface", sample, ("--nthread=1",), rows=(1, 100))
+        for sample in ("bert-classifier", "bert-ner", "bert-fill-mask", "bert-embedding")
+    ),
+    *(
+        Subject(
+            "huggingfaceserver",
+            "huggingface",
+            sample,
+            ("--nthread=1",),
+            rows=(1,),
+            parameters=(("max_tokens", 8), ("min_tokens", 8), ("temperature", 0)),
+        )
+        for sample in ("gpt2-chat", "t5-text2text")
+    ),
 ]
 
 NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64}
@@ -86,6 +108,38 @@ def _iris_rows(n: int) -> np.ndarray:
 
     X = load_iris().data
     return X[np.arange(n) % len(X)]
+
+
+def _texts(n: int) -> list[str]:
+    """``n`` lines of English that ship with Python (the Zen), some with a [MASK] for fill-mask."""
+    import codecs
+    import contextlib
+    import importlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # importing ``this`` prints the Zen
+        zen = importlib.import_module("this")
+    lines = [line for line in codecs.decode(zen.s, "rot13").splitlines() if line.strip()]
+    return [f"{lines[i % len(lines)]} [MASK]." for i in range(n)]
+
+
+def _text_request(
+    meta: dict, texts: list[str], binary: bool, parameters: dict
+) -> tuple[bytes, dict[str, str]]:
+    """A v2 request of one BYTES tensor of ``texts`` (binary: each length-prefixed)."""
+    name = meta["inputs"][0]["name"]
+    tensor: dict = {"name": name, "shape": [len(texts)], "datatype": "BYTES"}
+    if not binary:
+        tensor["data"] = texts
+        body = {"inputs": [tensor], "parameters": parameters}
+        return json.dumps(body).encode(), {"Content-Type": "application/json"}
+    raw = b"".join(len(t.encode()).to_bytes(4, "little") + t.encode() for t in texts)
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    head = json.dumps({"inputs": [tensor], "parameters": {**parameters, **BINARY_PARAM}})
+    return head.encode() + raw, {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(head.encode())),
+    }
 
 
 def _request(meta: dict, rows: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]]:
@@ -201,9 +255,15 @@ def run_subject(subject: Subject, models: Path, requests: int) -> list[dict]:
         conn = http.client.HTTPConnection("127.0.0.1", server.http_port)
         conn.request("GET", "/v2/models/m")
         meta = json.loads(conn.getresponse().read())
-        for n_rows, n_requests in ((1, requests), (1000, max(20, requests // 5))):
+        text = meta["inputs"][0]["datatype"] == "BYTES"
+        for n_rows in subject.rows:
+            n_requests = requests if n_rows == 1 else max(20, requests // 5)
             for binary in (False, True):
-                body, headers = _request(meta, _iris_rows(n_rows), binary)
+                if text:
+                    parameters = dict(subject.parameters)
+                    body, headers = _text_request(meta, _texts(n_rows), binary, parameters)
+                else:
+                    body, headers = _request(meta, _iris_rows(n_rows), binary)
                 p50, p99, predict = _measure(conn, body, headers, n_requests)
                 rows_out.append(
                     {

@@ -72,6 +72,7 @@ FRAMEWORKS = {
     "mlflow": "samples.mlflow_models",
     "torch": "samples.torch_models",
     "tensorflow": "samples.tf_models",
+    "huggingface": "samples.huggingface",
     "custom": "custom_model.train_iris",
 }
 

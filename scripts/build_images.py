@@ -3,7 +3,8 @@
     python3 scripts/build_images.py                      every CPU image
     python3 scripts/build_images.py sklearnserver onnxserver-gpu
     python3 scripts/build_images.py all                  the CPU images and onnxserver-gpu
-    TORCH_INDEX_URL=... python3 scripts/build_images.py torchserver   (PyTorch's CPU wheel index)
+    TORCH_INDEX_URL=... python3 scripts/build_images.py torchserver   (PyTorch's CPU wheel index;
+                                                        huggingfaceserver too)
 
 Each image is ``docker build -f docker/Dockerfile --target <image> .`` from the
 repository root, tagged ``modelserving/<runtime>:<version>`` (the GPU one
@@ -69,6 +70,7 @@ IMAGES = {
     "onnxserver-gpu": Target("onnxserver", suffix="-gpu", gpu=True),
     # PyTorch's CPU wheel index (docker/Dockerfile): PyPI's torch is the CUDA build.
     "torchserver": Target("torchserver", needs="TORCH_INDEX_URL"),
+    "huggingfaceserver": Target("huggingfaceserver", needs="TORCH_INDEX_URL"),
 }
 #: onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9 (libcublas.so.13).
 GPU_BASE_IMAGE = "nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04"

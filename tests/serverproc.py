@@ -64,7 +64,7 @@ class ServerProcess:
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def start(self, wait: bool = True, timeout: float = 60.0) -> ServerProcess:
+    def start(self, wait: bool = True, timeout: float = 120.0) -> ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, *self.args],
             stdout=self.log,
@@ -75,7 +75,7 @@ class ServerProcess:
             self.wait_ready(timeout)
         return self
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:

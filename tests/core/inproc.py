@@ -99,12 +99,13 @@ def stack(
     tokens: Sequence[bytes] = (),
     max_concurrent: int = 0,
     timeout_s: float = 0.0,
+    protocols: tuple[str, ...] = (),
 ) -> Stack:
     """The stack over ``served`` (already loaded), as ``prepare_server`` assembles it."""
     repository = ModelRepository(factory, root)
     for model in served:
         repository.add(model)
-    dataplane = DataPlane(repository, server_name="inproc")
+    dataplane = DataPlane(repository, server_name="inproc", protocols=protocols)
     policy = RequestPolicy(list(tokens), max_concurrent, timeout_s)
     return Stack(repository, dataplane, policy, InferenceGate(repository, policy))
 

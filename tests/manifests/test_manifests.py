@@ -36,7 +36,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 from kube_schema import CrdSchemas, load_documents
-from runtime_case import RuntimeCase
+from runtime_case import NUMPY, RuntimeCase
 from serverproc import ServerProcess, free_port, run_to_exit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,6 @@ KSERVE_TF_SERVING: dict[str, Any] = {
 }
 SERVER_TYPE = "serving.kserve.io/server-type"
 UNKNOWN_FLAGS = "ignoring unknown arguments"
-NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
 DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -422,12 +421,13 @@ def test_every_runtime_has_an_example(path: Path) -> None:
 
 
 @functools.cache
-def _cases() -> dict[str, RuntimeCase]:
+def _cases() -> dict[tuple[str, str, str], RuntimeCase]:
+    """Each conformance case by its runtime and sample (a runtime may have one per task)."""
     found = {}
     for path in sorted(CASES_DIR.glob("*.py")):
         if path.stem != "__init__":
             case = importlib.import_module(f"cases.{path.stem}").CASE
-            found[case.module] = case
+            found[(case.module, case.framework, case.sample)] = case
     return found
 
 
@@ -533,6 +533,8 @@ def _infer(server: ServerProcess, name: str, protocol: str, case: RuntimeCase) -
         result = client.infer(name, [tensor], outputs=wanted)
         for o in outputs:
             got = result.as_numpy(o["name"])
+            if got.dtype == np.object_:  # BYTES: bytes over gRPC, strings in JSON
+                got = np.vectorize(bytes.decode, otypes=[object])(got)
             rest = np.asarray(o["data"], dtype=got.dtype).reshape(got.shape)
             assert got.tolist() == rest.tolist()
 
@@ -544,11 +546,11 @@ def test_example_serves_with_the_args_kserve_gives(path: Path, framework_samples
     name = isvc["metadata"]["name"]
     runtime = _selected(isvc)
     module = runtime["metadata"]["annotations"][SERVER_TYPE]
-    case = _cases().get(module)
-    assert case is not None, f"no tests/runtimes/cases/ file for {module}"
     framework, sample = _storage_sample(isvc)
-    assert (framework, sample) == (case.framework, case.sample), (
-        "examples serve each runtime's conformance sample, whose rows the test knows"
+    case = _cases().get((module, framework, sample))
+    assert case is not None, (
+        f"no tests/runtimes/cases/ file for {module} on {framework}/{sample}: examples serve "
+        "a runtime's conformance sample, whose rows the test knows"
     )
     model_dir = framework_samples(framework)[sample]
     http_port, grpc_port = free_port(), free_port()

@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
+#: The numpy dtype each case datatype's rows are made of.
+NUMPY = {
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "BYTES": np.object_,
+}
+
 
 @dataclass(frozen=True)
 class RuntimeCase:
@@ -22,12 +33,12 @@ class RuntimeCase:
     suffix: str
     #: the single input's name as the model declares it
     input_name: str
-    #: its OIP datatype
+    #: its OIP datatype (BYTES: a text model, whose rows are lists of one text)
     datatype: str
     #: two good rows
-    rows: list[list[float]]
-    #: a row with the wrong number of features
-    bad_row: list[float]
+    rows: list[list[float]] | list[list[str]]
+    #: a row with the wrong number of features (of a text model: of texts)
+    bad_row: list[float] | list[str]
     #: every input the metadata declares, when several (default: [input_name])
     input_names: tuple[str, ...] = ()
     #: extra flags the runtime needs
@@ -39,7 +50,31 @@ class RuntimeCase:
     #: the model file has one fixed name (MLflow's ``MLmodel``), so no directory
     #: can hold two candidates (``suffix`` is then that name)
     fixed_name: bool = False
+    #: which of a runtime's cases this is, when it has several (one per task)
+    variant: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.module}-{self.framework}" if self.module == "modelserver" else self.module
+        if self.module == "modelserver":
+            return f"{self.module}-{self.framework}"
+        return f"{self.module}-{self.variant}" if self.variant else self.module
+
+
+def huggingface(
+    sample: str, variant: str, rows: list[list[str]], bad_row: list[str]
+) -> RuntimeCase:
+    """A huggingfaceserver case: one text per row, ``config.json`` its model file."""
+    return RuntimeCase(
+        module="huggingfaceserver",
+        framework="huggingface",
+        sample=sample,
+        suffix="config.json",
+        input_name="text",
+        datatype="BYTES",
+        rows=rows,
+        bad_row=bad_row,
+        flags=["--device=cpu", "--nthread=1"],
+        width_error="one text per row",
+        fixed_name=True,
+        variant=variant,
+    )

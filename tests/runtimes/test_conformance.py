@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from protocol_clients import PROTOCOLS, infer, v2_metadata
-from runtime_case import RuntimeCase
+from runtime_case import NUMPY, RuntimeCase
 from serverproc import ServerProcess, run_to_exit
 from tritonclient.utils import InferenceServerException
 
@@ -32,7 +32,6 @@ CASES: list[RuntimeCase] = [
     for path in sorted(CASES_DIR.glob("*.py"))
     if path.stem != "__init__"
 ]
-NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
@@ -173,16 +172,13 @@ def test_wrong_width_is_400_and_server_keeps_serving(
 
 
 def test_wrong_datatype_is_400(server: ServerProcess, case: RuntimeCase) -> None:
-    body = {
-        "inputs": [
-            {
-                "name": case.input_name,
-                "shape": [1, len(case.rows[0])],
-                "datatype": "BYTES",
-                "data": [str(v) + "x" for v in case.rows[0]],
-            }
-        ]
-    }
+    """Text for a model of numbers; numbers for a model of text."""
+    width = len(case.rows[0])
+    tensor = {"name": case.input_name, "shape": [1, width], "datatype": "BYTES"}
+    tensor["data"] = [str(v) + "x" for v in case.rows[0]]
+    if case.datatype == "BYTES":
+        tensor.update(datatype="FP32", data=[1.5] * width)
+    body = {"inputs": [tensor]}
     reply = httpx.post(f"{server.http_url}/v2/models/m/infer", json=body)
     assert reply.status_code == 400, reply.text
     assert reply.json()["error"]
@@ -190,6 +186,14 @@ def test_wrong_datatype_is_400(server: ServerProcess, case: RuntimeCase) -> None
 
 
 # -- startup errors: a clear message, no traceback, a non-zero exit -------------
+
+
+def _model_file(case: RuntimeCase, directory: Path) -> Path:
+    """The case's model file in ``directory``: its fixed name, or the one with its suffix."""
+    if case.fixed_name:
+        return directory / case.suffix
+    (found,) = [p for p in directory.iterdir() if p.name.endswith(case.suffix)]
+    return found
 
 
 def _fails(case: RuntimeCase, model_dir: Path, *expected: str) -> None:
@@ -220,7 +224,7 @@ NAMED_BY_SUFFIX = [c for c in CASES if not c.fixed_name]
 def test_two_candidate_files(case: RuntimeCase, framework_samples, tmp_path: Path) -> None:
     target = tmp_path / "two"
     shutil.copytree(framework_samples(case.framework)[case.sample], target)
-    (original,) = [p for p in target.iterdir() if p.name.endswith(case.suffix)]
+    original = _model_file(case, target)
     shutil.copy(original, target / f"copy{case.suffix}")
     _fails(case, target, original.name, f"copy{case.suffix}")
 
@@ -228,7 +232,7 @@ def test_two_candidate_files(case: RuntimeCase, framework_samples, tmp_path: Pat
 def test_corrupt_model_file(case: RuntimeCase, model_dir: Path, tmp_path: Path) -> None:
     target = tmp_path / "corrupt"
     shutil.copytree(model_dir, target)
-    (original,) = [p for p in target.iterdir() if p.name.endswith(case.suffix)]
+    original = _model_file(case, target)
     original.write_bytes(b"\x00\x01 this is not a model \xff" * 8)
     _fails(case, target, original.name)
 
@@ -239,7 +243,7 @@ def test_startup_errors_never_echo_raw_file_bytes(
     """A framework quoting the corrupt bytes must not put control characters in the log."""
     target = tmp_path / "binary"
     shutil.copytree(model_dir, target)
-    (original,) = [p for p in target.iterdir() if p.name.endswith(case.suffix)]
+    original = _model_file(case, target)
     original.write_bytes(bytes(range(256)) * 64)
     done = run_to_exit(
         case.module, ["--model_name=m", f"--model_dir={target}", *case.flags], env=case.env

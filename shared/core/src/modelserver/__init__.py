@@ -32,6 +32,17 @@ from .errors import (
 from .model import tabular
 from .model.base import Model
 from .model.discovery import find_model_file
+from .model.generation import (
+    EMBEDDING,
+    TOKEN_COUNT,
+    Chunk,
+    Generation,
+    SamplingParams,
+    StopText,
+    TextGenerator,
+    TokenLogprob,
+    sampling_params,
+)
 from .model.inputs import ModelInput, as_column, dataframe, default_inputs, strings, tensor_spec
 from .model.outputs import Output, Outputs
 from .model.tensor import Feeds, TensorModel, TensorSpec, specs_from
@@ -40,9 +51,13 @@ from .settings import Settings, setting
 from .types import InferRequest, InferResponse, RequestedOutput, Tensor
 
 __all__ = [
+    "EMBEDDING",
+    "TOKEN_COUNT",
+    "Chunk",
     "Device",
     "DeviceSettings",
     "Feeds",
+    "Generation",
     "InferRequest",
     "InferResponse",
     "InferenceError",
@@ -56,10 +71,14 @@ __all__ = [
     "Output",
     "Outputs",
     "RequestedOutput",
+    "SamplingParams",
     "Settings",
+    "StopText",
     "Tensor",
     "TensorModel",
     "TensorSpec",
+    "TextGenerator",
+    "TokenLogprob",
     "__version__",
     "as_column",
     "choose_device",
@@ -69,6 +88,7 @@ __all__ = [
     "dtype_of",
     "find_model_file",
     "run",
+    "sampling_params",
     "setting",
     "specs_from",
     "strings",

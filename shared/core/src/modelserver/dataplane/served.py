@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,7 @@ from ..datatypes import config_datatype, datatype_of
 from ..errors import InferenceError, InvalidInput, ModelNotReady, ModelServerError, excerpt
 from ..model.base import Model
 from ..model.content_types import output_content_types
+from ..model.generation import Chunk, Generation, TextGenerator, generates
 from ..model.outputs import alias_index
 from ..model.tabular import is_frame
 from ..observability import metrics
@@ -290,7 +291,7 @@ class ServedModel:
             except ModelServerError:
                 raise
             except Exception as exc:
-                raise self._served_error(model, exc, request) from exc
+                raise self._served_error(model, exc, request.id) from exc
             prepared = time.perf_counter_ns()
             computed = await self._compute(model, request, inputs, list(dict.fromkeys(names)), ctx)
             packing = time.perf_counter_ns()
@@ -340,7 +341,7 @@ class ServedModel:
         except ModelServerError:
             raise
         except Exception as exc:
-            raise self._served_error(model, exc, request) from exc
+            raise self._served_error(model, exc, request.id) from exc
         if key is None:
             self.stats.execution(rows_of(inputs), end_ns - start_ns, end_ns)
         if self.metrics is not None:
@@ -356,6 +357,40 @@ class ServedModel:
         if key not in self._signature_batchers:
             self._signature_batchers[key] = self._batcher(signature)
         return self._signature_batchers[key]
+
+    async def generate(self, job: Generation) -> AsyncIterator[Chunk]:
+        """A generative model's chunks for ``job``, in flight (for unload) until the last.
+
+        Errors of the model's own code become a 400 (its ``input_errors``)
+        or a logged 500, as for ``infer``.
+        """
+        model = self.model
+        if model is None or self.state is not ModelState.READY:
+            raise ModelNotReady(self.name, self.reason)
+        if not generates(model):
+            raise InvalidInput(f"Model '{self.name}' does not generate text")
+        assert isinstance(model, TextGenerator)
+        watch = metrics.for_generation(self.name) if self.metrics is not None else None
+        self.inflight += 1
+        if watch is not None:
+            watch.active.inc()
+        started = time.perf_counter()
+        tokens = 0
+        try:
+            async for chunk in model.stream(job):
+                if watch is not None and tokens == 0 and chunk.tokens:
+                    watch.first_token.observe(time.perf_counter() - started)
+                tokens += chunk.tokens
+                yield chunk
+        except ModelServerError:
+            raise
+        except Exception as exc:
+            raise self._served_error(model, exc, job.id) from exc
+        finally:
+            self.inflight -= 1
+            if watch is not None:
+                watch.active.dec()
+                watch.tokens.inc(tokens)
 
     def _pack(
         self,
@@ -384,7 +419,7 @@ class ServedModel:
         )
 
     def _served_error(
-        self, model: Model, exc: Exception, request: InferRequest
+        self, model: Model, exc: Exception, request_id: str | None
     ) -> ModelServerError:
         """What the client gets for an exception of the model's own code."""
         text = self.options.client_text(str(exc), MESSAGE_CHARS)
@@ -393,7 +428,7 @@ class ServedModel:
         logger.error(
             "model %s raised (request id %s)",
             self.name,
-            request.id,
+            request_id,
             exc_info=exc,
         )
         return InferenceError(f"Model '{self.name}' failed: {type(exc).__name__}: {text}")

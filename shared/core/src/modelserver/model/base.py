@@ -39,7 +39,10 @@ class Model(abc.ABC):
     #: The flags this runtime takes: ``Settings`` or a subclass adding its own.
     settings_class: ClassVar[type[Settings]] = Settings
     #: REST protocols served beside v1 and v2: "mlflow" adds MLflow's scoring
-    #: server (POST /invocations, GET /ping, GET /health; ``modelserver.codecs.mlflow``).
+    #: server (POST /invocations, GET /ping, GET /health; ``modelserver.codecs.mlflow``),
+    #: "openai" OpenAI's API under /openai/v1 and /v1 (``modelserver.codecs.openai``;
+    #: completions and chats for a ``TextGenerator``, embeddings for a model with the
+    #: ``embedding`` and ``token_count`` outputs).
     protocols: ClassVar[tuple[str, ...]] = ()
     #: Exceptions from the model's code that mean the input was wrong (answered 400).
     input_errors: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, IndexError)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -84,6 +85,26 @@ MODEL_STATE = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livemax",
 )
+GENERATED_TOKENS = Counter(
+    "modelserver_generated_tokens",
+    "Tokens written by generative models (every sequence of every request)",
+    ["model"],
+    registry=REGISTRY,
+)
+GENERATIONS = Gauge(
+    "modelserver_generations",
+    "Generations in progress (each writes in a thread of its own)",
+    ["model"],
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+FIRST_TOKEN_SECONDS = Histogram(
+    "modelserver_time_to_first_token_seconds",
+    "From a generation's start until its first text",
+    ["model"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
 LOGGER_EVENTS = Counter(
     "modelserver_logger_events",
     "Request/response CloudEvents by outcome (sent, dropped, failed)",
@@ -124,10 +145,36 @@ _models: dict[str, ModelMetrics] = {}
 
 def for_model(name: str) -> ModelMetrics:
     """The metrics of a model (created on first use; ``<unknown>`` keeps cardinality bounded)."""
-    found = _models.get(name)
+    return _children(_models, name, ModelMetrics)
+
+
+C = TypeVar("C")
+
+
+def _children(made: dict[str, C], name: str, make: Callable[[str], C]) -> C:
+    """A model's labelled children, made once."""
+    found = made.get(name)
     if found is None:
-        found = _models[name] = ModelMetrics(name)
+        found = made[name] = make(name)
     return found
+
+
+class GenerationMetrics:
+    """The pre-labelled metric children of one generative model (made on its first generation)."""
+
+    __slots__ = ("active", "first_token", "tokens")
+
+    def __init__(self, name: str) -> None:
+        self.tokens = GENERATED_TOKENS.labels(name)
+        self.active = GENERATIONS.labels(name)
+        self.first_token = FIRST_TOKEN_SECONDS.labels(name)
+
+
+_generations: dict[str, GenerationMetrics] = {}
+
+
+def for_generation(name: str) -> GenerationMetrics:
+    return _children(_generations, name, GenerationMetrics)
 
 
 def batch_observer(model: str) -> Callable[[int, int], None]:

@@ -5,7 +5,10 @@ messages come from our private pool (see ``messages``). Each RPC maps its
 message through the gRPC codec to the data plane; errors leave with the
 status code from the architecture's table, the same as REST. On the
 ``ModelStreamInfer`` stream every request is answered on the stream, an
-error as ``error_message``, and the stream stays open for the next.
+error as ``error_message``, and the stream stays open for the next. As
+Triton's decoupled models answer, a request to a generative model gets one
+response per chunk of text as it is written, and every request's last
+response carries the parameter ``triton_final_response: true``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
@@ -27,8 +31,11 @@ from ...dataplane.context import RequestContext
 from ...dataplane.dataplane import DataPlane
 from ...dataplane.gate import UNKNOWN_MODEL, InferenceGate
 from ...dataplane.policy import RequestPolicy
+from ...dataplane.served import ServedModel
 from ...errors import InvalidInput, ModelServerError
+from ...model.generation import Chunk, Generation, TextGenerator, generates, sampling_params
 from ...observability import metrics, tracing
+from ...types import InferRequest, InferResponse, Tensor
 
 logger = logging.getLogger("modelserver.grpc")
 
@@ -119,6 +126,10 @@ def _stream_guarded(
 
 #: Marks the end of a stream's requests in its answer queue.
 _END_OF_REQUESTS = object()
+#: Marks that one request of a stream has had its last answer.
+_ANSWERED = object()
+#: Triton's parameter on a stream response: the request's last response.
+FINAL = "triton_final_response"
 
 
 class InferenceServicer:
@@ -188,19 +199,25 @@ class InferenceServicer:
     async def ModelStreamInfer(
         self, requests: AsyncIterator[bytes], context: Any
     ) -> AsyncIterator[Any]:
-        """Answer each request of the stream on it, in the order they finish.
+        """Answer each request of the stream on it, in the order the answers come.
 
         Requests run concurrently (so they batch like separate calls); each
         answer is a ``ModelStreamInferResponse`` with the response or, for a
         request that failed, its ``error_message`` (and the request's id),
-        and the stream goes on. It ends when the client closes its side.
+        and the stream goes on. A generative model answers with one response
+        per chunk of text. It ends when the client closes its side and every
+        request has had its last answer.
         """
         answers: asyncio.Queue[Any] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
         started = 0
 
         async def answer(raw: bytes) -> None:
-            answers.put_nowait(await self._stream_answer(raw, context))
+            try:
+                async for response in self._stream_answers(raw, context):
+                    answers.put_nowait(response)
+            finally:
+                answers.put_nowait(_ANSWERED)
 
         async def read() -> None:
             nonlocal started
@@ -221,24 +238,34 @@ class InferenceServicer:
                 item = await answers.get()
                 if item is _END_OF_REQUESTS:
                     ended = True
-                    continue
-                answered += 1
-                yield item
+                elif item is _ANSWERED:
+                    answered += 1
+                else:
+                    yield item
         finally:
             reader.cancel()
             for task in list(tasks):
                 task.cancel()
 
-    async def _stream_answer(self, raw: bytes, context: Any) -> Any:
-        """One stream request's answer: its response, or its error as ``error_message``."""
+    async def _stream_answers(self, raw: bytes, context: Any) -> AsyncIterator[Any]:
+        """One stream request's answers: its response(s), or its error as ``error_message``."""
         request = None
         try:
             try:
                 request = pb.ModelInferRequest.FromString(raw)
             except DecodeError as exc:
                 raise InvalidInput(f"Malformed ModelInferRequest message: {exc}") from None
+            served = self.dataplane.repository.get(
+                request.model_name, request.model_version or None
+            )
+            if generates(served.model):
+                async for response in self._generation(served, request, context):
+                    yield response
+                return
             response = await self.ModelInfer(request, context)
-            return pb.ModelStreamInferResponse(infer_response=response)
+            response.parameters[FINAL].bool_param = True
+            yield pb.ModelStreamInferResponse(infer_response=response)
+            return
         except ModelServerError as exc:
             level = logging.ERROR if exc.http_status >= 500 else logging.WARNING
             logger.log(level, "ModelStreamInfer -> %s: %s", exc.grpc_code, exc.message)
@@ -251,7 +278,30 @@ class InferenceServicer:
             failed.infer_response.model_name = request.model_name
             failed.infer_response.model_version = request.model_version
             failed.infer_response.id = request.id
-        return failed
+            failed.infer_response.parameters[FINAL].bool_param = True
+        yield failed
+
+    async def _generation(
+        self, served: ServedModel, request: Any, context: Any
+    ) -> AsyncIterator[Any]:
+        """A generation request's answers: one response per chunk, the last marked final."""
+        job = generation_job(v2_grpc.decode_infer_request(request))
+        model = served.require_model()
+        assert isinstance(model, TextGenerator)
+        chunks = await self.gate.open_stream(
+            request.model_name,
+            RequestContext("v2-grpc"),
+            lambda ctx: served.generate(job),
+            grpc_status=True,
+            deadline_s=context.time_remaining(),
+            headers=_metadata(context) if tracing.enabled() else (),
+        )
+        ended = 0
+        async for chunk in chunks:
+            ended += chunk.finish_reason is not None
+            final = ended == job.params.n
+            response = _chunk_response(served, request.id, model.text_output, chunk, job, final)
+            yield pb.ModelStreamInferResponse(infer_response=response)
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         response = pb.RepositoryIndexResponse()
@@ -297,6 +347,38 @@ class InferenceServicer:
     async def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
         self.dataplane.unregister_shared_memory(request.name or None)
         return pb.SystemSharedMemoryUnregisterResponse()
+
+
+def generation_job(request: InferRequest) -> Generation:
+    """The generation a v2 request asks for: one prompt (one BYTES element), its parameters."""
+    if len(request.inputs) != 1 or request.inputs[0].datatype != "BYTES":
+        raise InvalidInput("A generation request has one BYTES input: the prompt")
+    data = request.inputs[0].data.reshape(-1)
+    if data.size != 1:
+        raise InvalidInput(
+            f"A streamed generation takes one prompt per request, got {data.size}; "
+            "send each prompt as a request of its own on the stream"
+        )
+    prompt = data[0]
+    text = prompt.decode("utf-8", errors="replace") if isinstance(prompt, bytes) else str(prompt)
+    return Generation(text, sampling_params(request.parameters), request.id or "")
+
+
+def _chunk_response(
+    served: ServedModel, request_id: str, output: str, chunk: Chunk, job: Generation, final: bool
+) -> Any:
+    """One chunk as a ModelInferResponse: its text, and what it says of its sequence."""
+    text = np.empty(1, dtype=object)
+    text[0] = chunk.text.encode("utf-8")
+    parameters: dict[str, Any] = {FINAL: final, "index": chunk.index, "tokens": chunk.tokens}
+    if chunk.finish_reason is not None:
+        parameters["finish_reason"] = chunk.finish_reason
+    if final:
+        parameters["prompt_tokens"] = job.prompt_tokens
+    response = InferResponse(
+        served.name, [Tensor(output, "BYTES", (1,), text)], request_id, served.version, parameters
+    )
+    return v2_grpc.encode_infer_response(response)
 
 
 def service_handler(

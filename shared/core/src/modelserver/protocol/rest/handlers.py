@@ -2,17 +2,17 @@
 
 Each takes the request's parts (an ``HttpRequest``: path parameters, raw
 headers, ASGI ``receive``) and returns a ``Reply`` (status, body, content
-type, extra headers), never a framework object: the ASGI app writes it in
-two messages. Inference goes through the gate (admission, timeout, metrics,
+type, extra headers) or a ``StreamReply`` (``exchange``), never a framework
+object. Inference goes through the gate (admission, timeout, metrics,
 trace) and the data plane; the codecs turn bytes into requests and back.
+OpenAI's endpoints are ``Handlers.openai`` (``openai.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -23,26 +23,34 @@ from ...codecs import mlflow, v1, v2_rest
 from ...dataplane.context import RequestContext
 from ...dataplane.dataplane import DataPlane
 from ...dataplane.gate import InferenceGate
-from ...errors import (
-    ClientDisconnected,
-    InvalidInput,
-    ModelNotImplemented,
-    PayloadTooLarge,
-)
+from ...errors import InvalidInput, ModelNotImplemented
 from ...types import InferRequest, InferResponse
 from . import encoding
-from .routes import RouteTable
+from .exchange import (
+    JSON,
+    OCTET_STREAM,
+    HttpRequest,
+    Reply,
+    StreamReply,
+    header,
+    json_reply,
+    read_body,
+    wait_for_disconnect,
+)
+from .openai import OpenAIHandlers
+from .routes import OPENAI, RouteTable
 
-JSON = b"application/json"
-OCTET_STREAM = b"application/octet-stream"
-
-Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
-"""(status, body, content type, extra headers)."""
-
-Headers = list[tuple[bytes, bytes]]
-"""Request headers as ASGI gives them: raw (lower-case name, value) pairs."""
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+__all__ = [
+    "JSON",
+    "Handlers",
+    "HttpRequest",
+    "Reply",
+    "StreamReply",
+    "header",
+    "json_reply",
+    "read_body",
+    "wait_for_disconnect",
+]
 
 HEADER_LENGTH = v2_rest.HEADER_LENGTH.encode()
 LIVE = orjson.dumps({"live": True})
@@ -58,79 +66,6 @@ Decode = Callable[[bytes, str], InferRequest]
 INLINE_INFLATE_BYTES = 256 * 1024
 
 
-@dataclass(slots=True)
-class HttpRequest:
-    """What a handler may read of one HTTP request."""
-
-    method: str
-    path: str
-    headers: Headers
-    receive: Receive
-    params: dict[str, str | None]
-
-    def header(self, name: bytes) -> str | None:
-        return header(self.headers, name)
-
-    @property
-    def name(self) -> str:
-        return self.params.get("name") or ""
-
-    @property
-    def version(self) -> str | None:
-        return self.params.get("version")
-
-
-def header(headers: Headers, name: bytes) -> str | None:
-    """One header's value; only the header asked for is decoded."""
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def json_reply(obj: Any, status: int = 200) -> Reply:
-    return status, orjson.dumps(obj), JSON, []
-
-
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The whole request body from ASGI ``receive``; 413 past ``limit`` bytes.
-
-    A declared Content-Length over the limit is refused before anything is
-    read; a chunked body is counted as it arrives.
-    """
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit}")
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnected("The client left before sending the whole body")
-    body: bytes = message.get("body", b"")
-    if len(body) > limit:
-        # A chunked body (no declared length) can arrive whole in one message.
-        raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    total = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected("The client left before sending the whole body")
-        chunk = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def wait_for_disconnect(receive: Receive) -> None:
-    """Return when ASGI ``receive`` reports that the client closed the connection."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
 class Handlers:
     """Every REST endpoint over one data plane."""
 
@@ -142,6 +77,8 @@ class Handlers:
         self.gate = gate
         self.max_body_size = max_body_size
         self.routes = routes
+        #: OpenAI's endpoints (routes ``openai.*``, when the runtime speaks it).
+        self.openai = OpenAIHandlers(dataplane, gate, self.body)
 
     async def body(self, req: HttpRequest) -> bytes:
         """The request body, inflated when it has a Content-Encoding (bounded by the limit)."""
@@ -229,15 +166,27 @@ class Handlers:
     # -- KServe v1 -----------------------------------------------------------------------
 
     async def v1_models(self, req: HttpRequest) -> Reply:
-        return json_reply({"models": list(self.repository.models)})
+        """KServe's list; with OpenAI's protocol served, also OpenAI's (``object``, ``data``)."""
+        body: dict[str, Any] = {"models": list(self.repository.models)}
+        if OPENAI in self.dataplane.protocols:
+            body.update(self.openai.listing())
+        return json_reply(body)
 
     async def v1_model(self, req: HttpRequest) -> Reply:
+        """KServe's status; with OpenAI's protocol served, also OpenAI's model object."""
         name = req.name
         model = self.repository.get(name)
+        extra = self.openai.entry(name) if OPENAI in self.dataplane.protocols else {}
         if model.ready and not self.dataplane.draining:
-            return json_reply({"name": name, "ready": True})
+            return json_reply({"name": name, "ready": True, **extra})
         return json_reply(
-            {"error": f"Model with name {name} is not ready.", "name": name, "ready": False}, 503
+            {
+                "error": f"Model with name {name} is not ready.",
+                "name": name,
+                "ready": False,
+                **extra,
+            },
+            503,
         )
 
     async def predict_v1(self, req: HttpRequest) -> Reply:

@@ -3,8 +3,8 @@
 Every path the server answers is declared here once. Dispatch, the 404/405
 answers (with ``Allow``), the probes that stay open when authentication is
 on, the access-log filter and the OpenAPI document all read this table.
-Routes of an optional protocol (MLflow's scoring server) are served only
-when the runtime's ``Model.protocols`` names it.
+Routes of an optional protocol (MLflow's scoring server, OpenAI's API) are
+served only when the runtime's ``Model.protocols`` names it.
 Routes are tried for the request's method first, hottest first, so an
 inference request costs one regular-expression match.
 
@@ -77,6 +77,7 @@ def _compiled(template: str, _cache: dict[str, re.Pattern[str]] = {}) -> re.Patt
 
 
 MLFLOW = "mlflow"
+OPENAI = "openai"
 
 #: Every route, the hottest first within each method.
 ROUTES: tuple[Route, ...] = (
@@ -173,6 +174,37 @@ ROUTES: tuple[Route, ...] = (
     Route("invocations", "POST", "/invocations", "MLflow scoring", protocol=MLFLOW),
     Route("ping", "GET", "/ping", "MLflow scoring server health", probe=True, protocol=MLFLOW),
     Route("ping", "GET", "/health", "MLflow scoring server health", probe=True, protocol=MLFLOW),
+    # OpenAI's API, under /openai/v1 as KServe serves it and under /v1 (where GET /v1/models
+    # and GET /v1/models/{name} are KServe's v1 routes above, answering for both).
+    *(
+        route
+        for prefix in ("/openai/v1", "/v1")
+        for route in (
+            Route(
+                "openai.completions",
+                "POST",
+                f"{prefix}/completions",
+                "OpenAI completions",
+                protocol=OPENAI,
+            ),
+            Route(
+                "openai.chat_completions",
+                "POST",
+                f"{prefix}/chat/completions",
+                "OpenAI chat completions",
+                protocol=OPENAI,
+            ),
+            Route(
+                "openai.embeddings",
+                "POST",
+                f"{prefix}/embeddings",
+                "OpenAI embeddings",
+                protocol=OPENAI,
+            ),
+        )
+    ),
+    Route("openai.models", "GET", "/openai/v1/models", "OpenAI model list", protocol=OPENAI),
+    Route("openai.model", "GET", "/openai/v1/models/{name_any}", "OpenAI model", protocol=OPENAI),
 )
 
 #: Every optional protocol a route belongs to.
