@@ -8,6 +8,7 @@ watches what is served, what each model reports, and what memory is let go.
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import weakref
 from collections.abc import Iterator
@@ -202,11 +203,17 @@ def test_unload_stops_the_model_and_releases_its_memory_until_loaded_again(
     predict(repository, "iris")  # through the batcher, which holds the model's compute
     model_ref = weakref.ref(served.require_model())
     estimator_ref = weakref.ref(estimator_of(served))
-    asyncio.run(repository.unload("iris"))
-    assert served.state is ModelState.UNAVAILABLE and served.reason == "unloaded"
-    assert served.model is None and served.batcher is None
-    assert model_ref() is None, "the unloaded model is still alive"
-    assert estimator_ref() is None, "the unloaded estimator is still alive"
+
+    async def unload() -> None:
+        await repository.unload("iris")
+        assert served.state is ModelState.UNAVAILABLE and served.reason == "unloaded"
+        assert served.model is None and served.batcher is None
+        # The pool thread that ran the batch drops its finished work item a moment
+        # after the result is delivered; on a loaded machine that can be later.
+        await eventually(lambda: gc.collect() >= 0 and model_ref() is None, "the model to be freed")
+        await eventually(lambda: estimator_ref() is None, "the estimator to be freed")
+
+    asyncio.run(unload())
     with pytest.raises(ModelNotReady, match="not ready: unloaded"):
         repository.get_ready("iris")
     (entry,) = [e for e in repository.index() if e["name"] == "iris"]
