@@ -24,7 +24,7 @@ import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from prometheus_client.parser import text_string_to_metric_families
-from serverproc import ServerProcess, free_port, poll_until
+from serverproc import ServerProcess, free_port, poll_until, rss_mib
 
 pytestmark = pytest.mark.e2e
 
@@ -324,13 +324,6 @@ def test_slow_sink_drops_events_instead_of_buffering(iris_dir: Path, estimator):
         assert slow.max_concurrent <= 4
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_queue_is_bounded_by_bytes_for_large_requests(iris_dir: Path, estimator):
     """1.6 MB requests and a slow sink: memory stays bounded by --logger_queue_bytes."""
     rows = np.random.default_rng(0).random((50_000, 4))
@@ -346,11 +339,11 @@ def test_queue_is_bounded_by_bytes_for_large_requests(iris_dir: Path, estimator)
         tensor = thttp.InferInput("x", list(rows.shape), "FP64")
         tensor.set_data_from_numpy(rows, binary_data=True)
         client.infer("iris", [tensor])  # warm up: first-use allocations are not the queue's
-        before = _rss_mib(server.proc.pid)
+        before = rss_mib(server.proc.pid)
         for _ in range(n):
             result = client.infer("iris", [tensor])
         np.testing.assert_array_equal(result.as_numpy("predict"), estimator.predict(rows))
-        grown = _rss_mib(server.proc.pid) - before
+        grown = rss_mib(server.proc.pid) - before
         counts = _logger_events(server)
         # Unbounded, ~2 x 60 events of 1.6 MB would be held (190 MB); 8 MiB holds five.
         assert counts["dropped"] >= n, counts

@@ -25,6 +25,7 @@ from .tensor_data import (
     array_from_shared_memory,
     array_to_raw,
     check_datatype,
+    check_input_count,
     check_shape,
     shared_memory_ref,
     without_shared_memory,
@@ -104,14 +105,18 @@ def _typed_array(
     return np.array(values, dtype=dtype).reshape(shape)
 
 
-def decode_infer_request(msg: Any, shared_memory: SharedMemoryReader | None = None) -> InferRequest:
+def decode_infer_request(
+    msg: Any, shared_memory: SharedMemoryReader | None = None, max_inputs: int | None = None
+) -> InferRequest:
     """Decode a ModelInferRequest; InvalidInput for anything inconsistent.
 
     ``raw_input_contents`` holds one entry per input that is not in shared
-    memory, in order (as tritonclient sends them).
+    memory, in order (as tritonclient sends them). More than ``max_inputs``
+    inputs are refused before any is looked at.
     """
     if not msg.inputs:
         raise InvalidInput("Inference request must have at least one input")
+    check_input_count(len(msg.inputs), max_inputs, msg.model_name)
     params = [parameters_from_proto(t.parameters) for t in msg.inputs]
     refs = [shared_memory_ref(p, t.name) for p, t in zip(params, msg.inputs, strict=True)]
     raw = msg.raw_input_contents
@@ -162,6 +167,24 @@ def decode_infer_request(msg: Any, shared_memory: SharedMemoryReader | None = No
         outputs=outputs,
         parameters=parameters_from_proto(msg.parameters),
     )
+
+
+def parse_and_decode(raw: bytes, limits: dict[str, int | None]) -> InferRequest:
+    """A serialized ModelInferRequest, parsed and decoded (where a large one goes off the loop).
+
+    ``limits``: each served model's ``max_inputs``. A message for a model not
+    in it is parsed but not decoded (no inputs): the caller answers NOT_FOUND.
+    Unparseable bytes raise protobuf's ``DecodeError``.
+    """
+    msg = pb.ModelInferRequest.FromString(raw)
+    if msg.model_name not in limits:
+        return InferRequest(
+            model_name=msg.model_name,
+            model_version=msg.model_version or None,
+            id=msg.id or None,
+            inputs=[],
+        )
+    return decode_infer_request(msg, None, limits[msg.model_name])
 
 
 def encode_infer_response(response: InferResponse, raw: bool = True) -> Any:
