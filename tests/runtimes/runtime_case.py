@@ -7,7 +7,9 @@ every one of them, so no runtime's test file repeats them.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,15 @@ class RuntimeCase:
     @property
     def id(self) -> str:
         return f"{self.module}-{self.framework}" if self.module == "modelserver" else self.module
+
+
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+
+
+def all_cases() -> list[RuntimeCase]:
+    """Every runtime's ``CASE`` in ``cases/``: a runtime that adds its file is in every suite."""
+    return [
+        importlib.import_module(f"cases.{path.stem}").CASE
+        for path in sorted(CASES_DIR.glob("*.py"))
+        if path.stem != "__init__"
+    ]
