@@ -18,52 +18,16 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import httpx
 import numpy as np
-import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import sample_models  # noqa: E402  (the repo's sample trainer; examples/ is not a package)
+from many_inputs import many_inputs, send  # noqa: E402  (the request, as the test sends it)
 from serverproc import Prober, ServerProcess, rss_mib  # noqa: E402  (the tests' launcher)
-
-
-def payload(protocol: str, count: int) -> tuple[str, bytes]:
-    """The request's path (or gRPC method) and its bytes."""
-    if protocol == "grpc":
-        from modelserver import protos as pb
-
-        msg = pb.ModelInferRequest(model_name="iris")
-        for i in range(count):
-            tensor = msg.inputs.add(name=f"x{i}", datatype="FP64", shape=[1])
-            tensor.contents.fp64_contents.append(1.0)
-        return "/inference.GRPCInferenceService/ModelInfer", msg.SerializeToString()
-    if protocol == "v1":
-        body = orjson.dumps({"inputs": {f"x{i}": [1.0] for i in range(count)}})
-        return "/v1/models/iris:predict", body
-    inputs = [
-        {"name": f"x{i}", "shape": [1], "datatype": "FP64", "data": [1.0]} for i in range(count)
-    ]
-    return "/v2/models/iris/infer", orjson.dumps({"inputs": inputs})
-
-
-def send(server: ServerProcess, path: str, raw: bytes) -> str:
-    """Send the request; its answer in a few words."""
-    size = f"{len(raw) / 1e6:.0f} MB"
-    if not path.startswith("/inference"):
-        reply = httpx.post(f"{server.http_url}{path}", content=raw, timeout=300)
-        return f"{reply.status_code} ({size}): {reply.text[:80]}"
-    options = [("grpc.max_send_message_length", 200 * 2**20)]
-    with grpc.insecure_channel(server.grpc_address, options=options) as channel:
-        call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
-        try:
-            call(raw, timeout=300)
-            return f"OK ({size})"
-        except grpc.RpcError as exc:
-            return f"{exc.code().name} ({size}): {exc.details()[:80]}"
 
 
 def main() -> None:
@@ -72,7 +36,7 @@ def main() -> None:
     parser.add_argument("--protocol", choices=["rest", "v1", "grpc"], default="rest")
     parser.add_argument("--repeat", type=int, default=1, help="send it this many times")
     args = parser.parse_args()
-    path, raw = payload(args.protocol, args.inputs)
+    path, raw = many_inputs(args.protocol, args.inputs, "iris")
     answers: list[str] = []
     afters: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +52,11 @@ def main() -> None:
             busy = 0.0
             for _ in range(args.repeat):
                 started = time.perf_counter()
-                sender = threading.Thread(target=lambda: answers.append(send(s, path, raw)))
+                sender = threading.Thread(
+                    target=lambda: answers.append(
+                        " ".join(send(s.http_url, s.grpc_address, path, raw))[:120]
+                    )
+                )
                 sender.start()
                 while sender.is_alive():
                     peak = max(peak, rss_mib(s.proc.pid))
@@ -99,7 +67,7 @@ def main() -> None:
             prober.done.set()
             prober.join()
     lat = np.asarray(prober.latencies) * 1000
-    print(f"{args.protocol}, {args.inputs:,} inputs: {answers[0]}")
+    print(f"{args.protocol}, {args.inputs:,} inputs ({len(raw) / 1e6:.0f} MB): {answers[0]}")
     print(f"  {args.repeat} request(s) sent and answered in {busy:.2f} s")
     print(
         f"  readiness probe: {len(lat)} answered, slowest {lat.max():.0f} ms, "
