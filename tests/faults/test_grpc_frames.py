@@ -93,3 +93,19 @@ def test_mutated_frames_never_fault_the_server(serving: Serving) -> None:
         for frame in frames:
             infer(frame, timeout=30)
     serving.still_serves()
+
+
+def test_a_large_unparseable_frame_is_invalid_argument_too(serving: Serving) -> None:
+    """Frames past the inline size are parsed in the decoding process: same answers."""
+    msg = pb.ModelInferRequest(model_name="m")
+    msg.inputs.add(name=serving.case.input_name, datatype="BYTES", shape=[1])
+    msg.raw_input_contents.append(b"\x00" * (1 << 20))
+    frame = msg.SerializeToString()
+    with grpc.insecure_channel(serving.server.grpc_address) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        for mutant in (frame[:-100], frame[:12] + b"\xff" * 16 + frame[28:]):
+            assert not parses(mutant)
+            with pytest.raises(grpc.RpcError) as info:
+                infer(mutant, timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    serving.still_serves()
