@@ -137,3 +137,34 @@ def test_large_bodies_decode_in_the_child_and_small_ones_inline() -> None:
         )
 
     asyncio.run(scenario())
+
+
+def test_grpc_decode_size_counts_what_is_walked_element_by_element() -> None:
+    msg = pb.ModelInferRequest(model_name="m")
+    msg.inputs.add(name="x", datatype="FP32", shape=[1 << 18])
+    msg.raw_input_contents.append(b"\x00" * (1 << 20))
+    raw = msg.SerializeToString()
+    # A large raw tensor is cheap: only the rest of the message counts.
+    assert v2_grpc.decode_size(raw) < 64
+    typed = pb.ModelInferRequest(model_name="m")
+    tensor = typed.inputs.add(name="x", datatype="FP32", shape=[1 << 18])
+    tensor.contents.fp32_contents.extend([1.0] * (1 << 18))
+    assert v2_grpc.decode_size(typed.SerializeToString()) > 1 << 20
+    many = pb.ModelInferRequest(model_name="m")
+    for i in range(v2_grpc.SCAN_FIELDS + 1):
+        many.inputs.add(name=f"x{i}", datatype="FP32", shape=[1])
+    whole = many.SerializeToString()
+    assert v2_grpc.decode_size(whole) == len(whole)
+    for broken in (raw[:-5], b"\xff" * 12, b"\x0f", raw[:3] + b"\x80"):
+        assert v2_grpc.decode_size(broken) == len(broken)
+
+
+def test_rest_decode_size_counts_json_and_binary_bytes_elements() -> None:
+    from modelserver.protocol.rest.handlers import _decode_size
+
+    header = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[262144]}]}'
+    body = header + b"\x00" * (1 << 20)
+    assert _decode_size(body, None) == len(body)  # all JSON
+    assert _decode_size(body, len(header)) == len(header)  # a numeric tensor: a view
+    strings = header.replace(b'"FP32"', b'"BYTES"')
+    assert _decode_size(strings + b"\x00" * 64, len(strings)) == len(strings) + 64

@@ -190,16 +190,21 @@ class InferenceServicer:
         )
 
     async def parse_infer(self, raw: bytes) -> Any:
-        """A ModelInferRequest; a large one parsed and decoded in the decoding process.
+        """A ModelInferRequest; one costly to decode, parsed and decoded in the decoding process.
+
+        Costly: more than ``INLINE_DECODE_BYTES`` to walk element by element
+        (``v2_grpc.decode_size``: large raw tensors are cheap, typed contents
+        and many inputs are not).
 
         Then it comes back as our ``InferRequest`` (``_infer`` takes either);
         unparseable bytes raise ``DecodeError`` either way.
         """
         decoder = self.dataplane.decoder
-        if not decoder.offloads(len(raw)):
+        size = v2_grpc.decode_size(raw)
+        if not decoder.offloads(size):
             return pb.ModelInferRequest.FromString(raw)
         limits = self.dataplane.input_limits()
-        return await decoder.decode(len(raw), v2_grpc.parse_and_decode, raw, limits)
+        return await decoder.decode(size, v2_grpc.parse_and_decode, raw, limits)
 
     async def _infer(self, request: Any, ctx: RequestContext) -> Any:
         served = self.dataplane.repository.get_ready(

@@ -129,6 +129,17 @@ async def wait_for_disconnect(receive: Receive) -> None:
             return
 
 
+def _decode_size(body: bytes, json_length: int | None) -> int:
+    """How much of a v2 body decoding walks through: its JSON, and binary BYTES elements.
+
+    Numeric binary tensors are zero-copy views, whatever their size; BYTES
+    elements are split one by one.
+    """
+    if json_length is None:
+        return len(body)
+    return len(body) if body.find(b'"BYTES"', 0, json_length) >= 0 else json_length
+
+
 class Handlers:
     """Every REST endpoint over one data plane."""
 
@@ -206,7 +217,7 @@ class Handlers:
         json_length = v2_rest.parse_header_length(req.header(HEADER_LENGTH), len(body))
         registry = self.dataplane.shared_memory
         request = await self.dataplane.decoder.decode(
-            len(body) if json_length is None else json_length,
+            _decode_size(body, json_length),
             v2_rest.decode_infer_request,
             body,
             json_length,
