@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,8 @@ def payloads(case: RuntimeCase) -> Payloads:
             "json": b'{"inputs": [{"name": "x", "shape": [1,',
             "datatype": orjson.dumps({"inputs": [strings]}),
             "model": orjson.dumps({"inputs": [{**tensor, "data": rows.reshape(-1).tolist()}]}),
-            "grpc": msg.SerializeToString()[:-3] + b"\xff\xff\xff",
+            # cut inside the raw tensor: the length prefix runs past the end (unparseable)
+            "grpc": msg.SerializeToString()[:-3],
         },
     )
 
@@ -93,6 +95,8 @@ class Outcome:
     latency: float
     ok: bool
     fault: bool
+    #: what was sent ("bad-" for a bad one) and what came back
+    what: str
 
 
 class Client(threading.Thread):
@@ -125,7 +129,8 @@ class Client(threading.Thread):
                 else:
                     ok = (status not in ("OK", *GRPC_FAULTS)) if bad else status == "OK"
                     fault = status in GRPC_FAULTS
-                self.outcomes.append(Outcome(time.monotonic(), latency, ok, fault))
+                what = f"{'bad-' if bad else ''}{kind}: {status}"
+                self.outcomes.append(Outcome(time.monotonic(), latency, ok, fault, what))
 
     def send(self, http: httpx.Client, infer: Any, url: str, kind: str, bad: bool) -> int | str:
         p = self.p
@@ -247,7 +252,10 @@ def report(
     rss_slope = slope_per_minute([(s[0], s[1]) for s in steady])
     fd_slope = slope_per_minute([(s[0], float(s[2])) for s in steady])
     total = len(outcomes)
+    unexpected = Counter(o.what for o in outcomes if not o.ok)
     print()
+    if unexpected:
+        print("unexpected answers:", ", ".join(f"{w} ({n})" for w, n in unexpected.most_common(5)))
     print(
         f"total {total} requests ({total / (args.minutes * 60):.0f}/s), "
         f"{sum(not o.ok for o in outcomes)} errors, {sum(o.fault for o in outcomes)} 5xx, "
