@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -159,6 +160,35 @@ def slow_server(tmp_path: Path, *flags: str) -> ServerProcess:
         ],
         env={"PYTHONPATH": str(TEST_MODELS)},
     )
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident memory in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+class Prober(threading.Thread):
+    """GET /v2/health/ready every 10 ms on a kept-alive connection; records each latency."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self.done.is_set():
+                started = time.perf_counter()
+                reply = client.get(f"{self.url}/v2/health/ready")
+                self.latencies.append(time.perf_counter() - started)
+                if reply.status_code != 200:
+                    self.failures.append(reply.text)
+                time.sleep(0.01)
 
 
 def poll_until(read, predicate, what: str, timeout: float = 20.0, every: float = 0.05):

@@ -10,11 +10,9 @@ counted), never buffered without bound.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -24,81 +22,14 @@ import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from prometheus_client.parser import text_string_to_metric_families
-from serverproc import ServerProcess, free_port, poll_until
+from serverproc import ServerProcess, free_port, poll_until, rss_mib
+from sinks import Sink
 
 pytestmark = pytest.mark.e2e
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-
-
-class Sink:
-    """A CloudEvents receiver on a free loopback port, recording what it gets."""
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.events: list[dict] = []
-        self.lock = threading.Lock()
-        self.delay_s = delay_s
-        self.concurrent = 0
-        self.max_concurrent = 0
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                with sink.lock:
-                    sink.concurrent += 1
-                    sink.max_concurrent = max(sink.max_concurrent, sink.concurrent)
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if sink.delay_s:
-                    time.sleep(sink.delay_s)
-                with sink.lock:
-                    sink.concurrent -= 1
-                    sink.events.append(
-                        {
-                            "path": self.path,
-                            "headers": {k.lower(): v for k, v in self.headers.items()},
-                            "body": body,
-                        }
-                    )
-                self.send_response(202)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                """Keep the sink's own request log out of the test output."""
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.block_on_close = False
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/events"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> Sink:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def snapshot(self) -> list[dict]:
-        with self.lock:
-            return list(self.events)
-
-    def wait(self, predicate, what: str, timeout: float = 15.0) -> list[dict]:
-        """Poll until ``predicate(events)`` holds; the events then."""
-        deadline = time.monotonic() + timeout
-        while True:
-            events = self.snapshot()
-            if predicate(events):
-                return events
-            if time.monotonic() > deadline:
-                raise AssertionError(f"sink: timed out waiting for {what}; got {events}")
-            time.sleep(0.02)
-
-    def of(self, event_id: str) -> list[dict]:
-        return [e for e in self.snapshot() if e["headers"].get("ce-id") == event_id]
 
 
 def _server(model_dir: Path, *flags: str) -> ServerProcess:
@@ -324,13 +255,6 @@ def test_slow_sink_drops_events_instead_of_buffering(iris_dir: Path, estimator):
         assert slow.max_concurrent <= 4
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_queue_is_bounded_by_bytes_for_large_requests(iris_dir: Path, estimator):
     """1.6 MB requests and a slow sink: memory stays bounded by --logger_queue_bytes."""
     rows = np.random.default_rng(0).random((50_000, 4))
@@ -346,11 +270,11 @@ def test_queue_is_bounded_by_bytes_for_large_requests(iris_dir: Path, estimator)
         tensor = thttp.InferInput("x", list(rows.shape), "FP64")
         tensor.set_data_from_numpy(rows, binary_data=True)
         client.infer("iris", [tensor])  # warm up: first-use allocations are not the queue's
-        before = _rss_mib(server.proc.pid)
+        before = rss_mib(server.proc.pid)
         for _ in range(n):
             result = client.infer("iris", [tensor])
         np.testing.assert_array_equal(result.as_numpy("predict"), estimator.predict(rows))
-        grown = _rss_mib(server.proc.pid) - before
+        grown = rss_mib(server.proc.pid) - before
         counts = _logger_events(server)
         # Unbounded, ~2 x 60 events of 1.6 MB would be held (190 MB); 8 MiB holds five.
         assert counts["dropped"] >= n, counts

@@ -7,7 +7,9 @@ every one of them, so no runtime's test file repeats them.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +55,19 @@ class RuntimeCase:
     #: which of a runtime's cases this is, when it has several (one per task)
     variant: str = ""
 
+    def array(self) -> np.ndarray:
+        """The good rows as the array a client sends (texts as an object array)."""
+        return np.asarray(self.rows, dtype=NUMPY[self.datatype])
+
+    def raw(self) -> bytes:
+        """The good rows as raw tensor bytes (gRPC's raw contents, REST's binary
+        extension): BYTES elements each after its 4-byte little-endian length."""
+        rows = self.array()
+        if self.datatype != "BYTES":
+            return rows.tobytes()
+        items = [str(v).encode() for v in rows.reshape(-1)]
+        return b"".join(len(item).to_bytes(4, "little") + item for item in items)
+
     @property
     def id(self) -> str:
         if self.module == "modelserver":
@@ -78,3 +93,20 @@ def huggingface(
         fixed_name=True,
         variant=variant,
     )
+
+
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+
+
+def one_per_runtime(cases: list[RuntimeCase]) -> list[RuntimeCase]:
+    """The first case of each runtime: suites that test the server, not the task."""
+    return list({case.module + case.framework: case for case in reversed(cases)}.values())[::-1]
+
+
+def all_cases() -> list[RuntimeCase]:
+    """Every runtime's ``CASE`` in ``cases/``: a runtime that adds its file is in every suite."""
+    return [
+        importlib.import_module(f"cases.{path.stem}").CASE
+        for path in sorted(CASES_DIR.glob("*.py"))
+        if path.stem != "__init__"
+    ]

@@ -9,7 +9,6 @@ and the server then answers a good request correctly.
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,18 +19,13 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from protocol_clients import PROTOCOLS, infer, v2_metadata
-from runtime_case import NUMPY, RuntimeCase
+from runtime_case import NUMPY, RuntimeCase, all_cases
 from serverproc import ServerProcess, run_to_exit
 from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.e2e
 
-CASES_DIR = Path(__file__).resolve().parent / "cases"
-CASES: list[RuntimeCase] = [
-    importlib.import_module(f"cases.{path.stem}").CASE
-    for path in sorted(CASES_DIR.glob("*.py"))
-    if path.stem != "__init__"
-]
+CASES: list[RuntimeCase] = all_cases()
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])

@@ -139,6 +139,12 @@ class Settings:
     max_body_size: int = setting(
         100 * MIB, "largest REST request body in bytes (413 above)", minimum=1
     )
+    max_inputs: int = setting(
+        4096,
+        "most named inputs one request may have, for a model that declares none "
+        "(more than a model declares are always refused)",
+        minimum=1,
+    )
     grace_period: float = setting(30.0, "seconds in-flight requests get after SIGTERM", minimum=0)
     http_keepalive_timeout: float = setting(
         75.0,

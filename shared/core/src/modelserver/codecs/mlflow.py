@@ -25,6 +25,7 @@ import orjson
 from ..datatypes import datatype_of
 from ..errors import InvalidInput, UnsupportedMediaType
 from ..types import InferRequest, InferResponse, Tensor
+from .tensor_data import check_input_count
 from .v1 import output_values, payload_tensors, records
 from .v2_rest import JSON_DUMPS_OPTIONS, loads_object
 
@@ -73,11 +74,14 @@ def media_type(content_type: str | None) -> str:
 
 
 def decode_invocations_request(
-    body: bytes, content_type: str | None, model_name: str
+    body: bytes, content_type: str | None, model_name: str, max_inputs: int | None = None
 ) -> InferRequest:
-    """An ``/invocations`` body (JSON or CSV) as an InferRequest; 400 or 415 otherwise."""
+    """An ``/invocations`` body (JSON or CSV) as an InferRequest; 400 or 415 otherwise.
+
+    A table of more than ``max_inputs`` columns is refused before its columns are built.
+    """
     if media_type(content_type) == CSV:
-        return _frame_request(model_name, _read_csv(body), {})
+        return _frame_request(model_name, _read_csv(body), {}, max_inputs)
     obj = loads_object(body, "invocations request")
     present = [key for key in FORMATS if key in obj]
     if len(present) != 1:
@@ -92,14 +96,20 @@ def decode_invocations_request(
         raise InvalidInput(f"'{PARAMS}' must be a JSON object, got {type(params).__name__}")
     key = present[0]
     if key in (DATAFRAME_SPLIT, DATAFRAME_RECORDS):
-        return _frame_request(model_name, _frame(key, obj[key]), params)
+        frame = _frame(key, obj[key], max_inputs, model_name)
+        return _frame_request(model_name, frame, params, max_inputs)
     return InferRequest(
-        model_name=model_name, inputs=payload_tensors(key, obj[key]), parameters=dict(params)
+        model_name=model_name,
+        inputs=payload_tensors(key, obj[key], max_inputs, model_name),
+        parameters=dict(params),
     )
 
 
-def _frame(key: str, payload: Any) -> Any:
-    """The DataFrame ``dataframe_split`` or ``dataframe_records`` describes (pandas reads it)."""
+def _frame(key: str, payload: Any, limit: int | None, model: str) -> Any:
+    """The DataFrame ``dataframe_split`` or ``dataframe_records`` describes (pandas reads it).
+
+    Its columns are counted against ``limit`` before pandas builds anything.
+    """
     import pandas as pd
 
     try:
@@ -108,9 +118,13 @@ def _frame(key: str, payload: Any) -> Any:
                 raise InvalidInput(
                     f"'{DATAFRAME_SPLIT}' must be an object with 'data' (and 'columns')"
                 )
-            return pd.DataFrame(payload["data"], columns=payload.get("columns"))
+            columns = payload.get("columns")
+            if isinstance(columns, list):
+                check_input_count(len(columns), limit, model)
+            return pd.DataFrame(payload["data"], columns=columns)
         if not isinstance(payload, list) or not all(isinstance(row, dict) for row in payload):
             raise InvalidInput(f"'{DATAFRAME_RECORDS}' must be a list of objects (one per row)")
+        check_input_count(len({name for row in payload for name in row}), limit, model)
         return pd.DataFrame.from_records(payload)
     except (ValueError, TypeError, AssertionError) as exc:
         raise InvalidInput(f"'{key}' is not a table: {exc}") from None
@@ -127,10 +141,13 @@ def _read_csv(body: bytes) -> Any:
         ) from None
 
 
-def _frame_request(model_name: str, frame: Any, params: dict[str, Any]) -> InferRequest:
+def _frame_request(
+    model_name: str, frame: Any, params: dict[str, Any], limit: int | None
+) -> InferRequest:
     """One tensor per column, numbers as numbers and everything else as BYTES objects."""
     if frame.shape[1] == 0:
         raise InvalidInput("The input table has no columns")
+    check_input_count(frame.shape[1], limit, model_name)
     tensors = []
     for column in frame.columns:
         values = frame[column].to_numpy()

@@ -27,6 +27,18 @@ MAX_EXTENT = 2**60
 _LEN = struct.Struct("<I")
 
 
+def check_input_count(count: int, limit: int | None, model: str) -> None:
+    """Refuse a request of more inputs than the model can take, before any is decoded.
+
+    ``limit`` is what the model's declared inputs can hold, or ``--max_inputs``
+    for a model that takes any (``ServedModel.max_inputs``); None checks nothing.
+    Checked first, it keeps a request of a million one-element inputs from
+    costing a million tensors before its 400.
+    """
+    if limit is not None and count > limit:
+        raise InvalidInput(f"The request has {count} inputs; model '{model}' takes at most {limit}")
+
+
 def check_datatype(datatype: Any, name: str) -> np.dtype:
     """The numpy dtype for a declared datatype, or InvalidInput naming the tensor."""
     if not isinstance(datatype, str):

@@ -31,7 +31,7 @@ import orjson
 from ..datatypes import datatype_of
 from ..errors import InvalidInput
 from ..types import MISSING_VALUES, InferRequest, InferResponse, RequestedOutput, Tensor
-from .tensor_data import array_to_json
+from .tensor_data import array_to_json, check_input_count
 from .v2_rest import JSON_DUMPS_OPTIONS, loads_object
 
 #: A column's value in a row that does not have it.
@@ -114,17 +114,24 @@ def _records(key: str, instances: list[Any]) -> list[dict[str, Any]]:
     return records
 
 
-def _record_tensors(key: str, records: list[dict[str, Any]]) -> list[Tensor]:
-    """One tensor per column of the row objects; holes where a row lacks a column."""
+def _record_tensors(
+    key: str, records: list[dict[str, Any]], limit: int | None = None, model: str = ""
+) -> list[Tensor]:
+    """One tensor per column of the row objects; holes where a row lacks a column.
+
+    More columns than ``limit`` are refused before any column is built.
+    """
     if not records:
         raise InvalidInput(f"'{key}' holds columns without any row")
     first = records[0]
+    check_input_count(len(first), limit, model)
     if all(r.keys() == first.keys() for r in records):
         return [_column_tensor(str(k), [r[k] for r in records]) for k in first]
     columns: dict[str, list[Any]] = {}
     for index, record in enumerate(records):
         for column in record:
             columns.setdefault(column, [_HOLE] * index)
+        check_input_count(len(columns), limit, model)
         for column, values in columns.items():
             values.append(record.get(column, _HOLE))
     tensors = []
@@ -155,8 +162,10 @@ def _is_table(payload: list[Any]) -> bool:
     )
 
 
-def decode_predict_request(body: bytes, model_name: str) -> InferRequest:
-    """Decode a v1 ``:predict`` body into an InferRequest."""
+def decode_predict_request(
+    body: bytes, model_name: str, max_inputs: int | None = None
+) -> InferRequest:
+    """Decode a v1 ``:predict`` body into an InferRequest (at most ``max_inputs`` columns)."""
     obj = loads_object(body, "predict request")
     has_instances, has_inputs = "instances" in obj, "inputs" in obj
     if has_instances == has_inputs:
@@ -167,20 +176,25 @@ def decode_predict_request(body: bytes, model_name: str) -> InferRequest:
         raise InvalidInput("'parameters' must be a JSON object")
     return InferRequest(
         model_name=model_name,
-        inputs=payload_tensors(key, obj[key]),
+        inputs=payload_tensors(key, obj[key], max_inputs, model_name),
         parameters=params,
         outputs=_outputs_parameter(params),
     )
 
 
-def payload_tensors(key: str, payload: Any) -> list[Tensor]:
+def payload_tensors(
+    key: str, payload: Any, limit: int | None = None, model: str = ""
+) -> list[Tensor]:
     """``instances`` or ``inputs`` (TensorFlow Serving's forms) as tensors.
 
     Rows of values are one tensor named ``key`` (a list of single values a
-    1-D one); tables (see the module's list of shapes) one tensor per column.
+    1-D one); tables (see the module's list of shapes) one tensor per column,
+    at most ``limit`` of them (checked before any is built).
     """
+    if isinstance(payload, dict):
+        check_input_count(len(payload), limit, model)
     if isinstance(payload, dict) and _is_index_oriented(payload):
-        tensors = _record_tensors(key, _index_records(payload))
+        tensors = _record_tensors(key, _index_records(payload), limit, model)
     elif isinstance(payload, dict) and key == "inputs":
         if not payload:
             raise InvalidInput("'inputs' object must name at least one input")
@@ -189,7 +203,7 @@ def payload_tensors(key: str, payload: Any) -> list[Tensor]:
         if not payload:
             raise InvalidInput(f"'{key}' must not be empty")
         if _is_table(payload):
-            tensors = _record_tensors(key, _records(key, payload))
+            tensors = _record_tensors(key, _records(key, payload), limit, model)
         else:
             # A list of single values stays 1-D: N rows of one value each.
             tensors = [_column_tensor(key, payload)]

@@ -25,6 +25,7 @@ from .tensor_data import (
     array_from_shared_memory,
     array_to_raw,
     check_datatype,
+    check_input_count,
     check_shape,
     shared_memory_ref,
     without_shared_memory,
@@ -104,14 +105,18 @@ def _typed_array(
     return np.array(values, dtype=dtype).reshape(shape)
 
 
-def decode_infer_request(msg: Any, shared_memory: SharedMemoryReader | None = None) -> InferRequest:
+def decode_infer_request(
+    msg: Any, shared_memory: SharedMemoryReader | None = None, max_inputs: int | None = None
+) -> InferRequest:
     """Decode a ModelInferRequest; InvalidInput for anything inconsistent.
 
     ``raw_input_contents`` holds one entry per input that is not in shared
-    memory, in order (as tritonclient sends them).
+    memory, in order (as tritonclient sends them). More than ``max_inputs``
+    inputs are refused before any is looked at.
     """
     if not msg.inputs:
         raise InvalidInput("Inference request must have at least one input")
+    check_input_count(len(msg.inputs), max_inputs, msg.model_name)
     params = [parameters_from_proto(t.parameters) for t in msg.inputs]
     refs = [shared_memory_ref(p, t.name) for p, t in zip(params, msg.inputs, strict=True)]
     raw = msg.raw_input_contents
@@ -162,6 +167,80 @@ def decode_infer_request(msg: Any, shared_memory: SharedMemoryReader | None = No
         outputs=outputs,
         parameters=parameters_from_proto(msg.parameters),
     )
+
+
+#: Top-level fields read to size a message's decoding; more mean many inputs.
+SCAN_FIELDS = 64
+#: ``raw_input_contents``: copied whole and viewed zero-copy, whatever their size.
+_RAW_CONTENTS = 7
+
+
+def decode_size(raw: bytes) -> int:
+    """How many bytes of a serialized ModelInferRequest decoding walks element by element.
+
+    Everything but ``raw_input_contents`` counts (inputs with typed contents,
+    parameters): those become Python values one by one, while raw contents are
+    copied whole and read zero-copy, so a large tensor sent raw is cheap. Only
+    the top-level fields are read, at most ``SCAN_FIELDS`` of them: a message
+    of more (many inputs) counts whole, as does wire data that does not parse
+    (the parser will say what is wrong).
+    """
+    end = len(raw)
+    pos = walked = 0
+    for _ in range(SCAN_FIELDS):
+        if pos == end:
+            return walked
+        key, pos = _varint(raw, pos)
+        wire = key & 7
+        if pos < 0:
+            return end
+        if wire == 2:
+            length, pos = _varint(raw, pos)
+            if pos < 0:
+                return end
+            if key >> 3 != _RAW_CONTENTS:
+                walked += length
+            pos += length
+        elif wire == 0:
+            pos = _varint(raw, pos)[1]
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            return end
+        if pos < 0 or pos > end:
+            return end
+    return walked if pos == end else end
+
+
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    """A protobuf varint at ``pos``: its value and the position after it (-1 if cut off)."""
+    value = shift = 0
+    while pos < len(raw) and shift < 64:
+        byte = raw[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    return 0, -1
+
+
+def parse_and_decode(raw: bytes, limits: dict[str, int | None]) -> InferRequest:
+    """A serialized ModelInferRequest, parsed and decoded (where a large one goes off the loop).
+
+    ``limits``: each served model's ``max_inputs``. A message for a model not
+    in it is parsed but not decoded (no inputs): the caller answers NOT_FOUND.
+    Unparseable bytes raise protobuf's ``DecodeError``.
+    """
+    msg = pb.ModelInferRequest.FromString(raw)
+    if msg.model_name not in limits:
+        return InferRequest(
+            model_name=msg.model_name,
+            model_version=msg.model_version or None,
+            id=msg.id or None,
+            inputs=[],
+        )
+    return decode_infer_request(msg, None, limits[msg.model_name])
 
 
 def encode_infer_response(response: InferResponse, raw: bool = True) -> Any:

@@ -26,6 +26,7 @@ from .tensor_data import (
     array_to_json,
     array_to_raw,
     check_datatype,
+    check_input_count,
     check_shape,
     shared_memory_ref,
     without_shared_memory,
@@ -79,8 +80,12 @@ def decode_infer_request(
     model_name: str,
     model_version: str | None = None,
     shared_memory: SharedMemoryReader | None = None,
+    max_inputs: int | None = None,
 ) -> InferRequest:
-    """Decode a v2 inference request body (JSON, or JSON plus binary tensors)."""
+    """Decode a v2 inference request body (JSON, or JSON plus binary tensors).
+
+    More than ``max_inputs`` inputs are refused before any is looked at.
+    """
     header: bytes | memoryview
     if header_length is None:
         header, binary = body, memoryview(b"")
@@ -91,6 +96,7 @@ def decode_infer_request(
     inputs_obj = obj.get("inputs")
     if not isinstance(inputs_obj, list) or not inputs_obj:
         raise InvalidInput("Inference request must have a non-empty 'inputs' list")
+    check_input_count(len(inputs_obj), max_inputs, model_name)
     request_id = obj.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("Inference request 'id' must be a string")

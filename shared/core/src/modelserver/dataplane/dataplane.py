@@ -21,6 +21,7 @@ from ..codecs.tensor_data import SHM_BYTE_SIZE, SHM_OFFSET, SHM_REGION, shared_m
 from ..errors import InvalidInput, ModelLoadError, ModelServerError
 from ..types import InferRequest, InferResponse
 from .context import RequestContext
+from .decode_pool import DecodePool
 from .payload_logging import PayloadLogger
 from .repository import ModelRepository
 from .served import ServedModel
@@ -62,6 +63,9 @@ class DataPlane:
         self.workers = workers
         #: Triton's system shared memory regions, when clients may register them.
         self.shared_memory = SharedMemoryRegistry() if shared_memory and workers == 1 else None
+        #: Where large bodies are decoded; inline only while shared memory is taken
+        #: (its regions are this process's).
+        self.decoder = DecodePool(enabled=self.shared_memory is None)
         #: KServe's request/response logger, when ``--logger_url`` is set.
         self.payload_logger: PayloadLogger | None = None
         self.started_at = time.time()
@@ -226,8 +230,13 @@ class DataPlane:
                 "repository"
             )
 
+    def input_limits(self) -> dict[str, int | None]:
+        """Each model's ``max_inputs``, for a decoder that does not know the model yet."""
+        return {name: model.max_inputs for name, model in self.repository.models.items()}
+
     def close(self) -> None:
-        """Let go of what clients registered (shared memory regions), at shutdown."""
+        """At shutdown: stop the decoder, let go of what clients registered (shared memory)."""
+        self.decoder.close()
         if self.shared_memory is not None:
             self.shared_memory.close()
 

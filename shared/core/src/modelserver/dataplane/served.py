@@ -73,6 +73,8 @@ class ServingOptions:
     enable_metrics: bool = True
     #: ``--model_dir``: what clients see of file paths is relative to it.
     model_root: Path | None = None
+    #: ``--max_inputs``: the most inputs a request to a model that declares none may have.
+    max_inputs: int = 4096
 
     def client_text(self, text: str, limit: int) -> str:
         """``text`` for a client: paths under ``--model_dir`` made relative, cut, escaped.
@@ -110,6 +112,8 @@ class ServedModel:
         self._signature_batchers: dict[int, Batcher | None] = {}
         #: The other versions served under this name, by version (ascending).
         self.older: dict[str, ServedModel] = {}
+        #: The most inputs a request may have (``declared_input_limit``), set by ``load``.
+        self.max_inputs: int = self.options.max_inputs
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -150,9 +154,19 @@ class ServedModel:
         if not len(model.outputs) and not model.outputs.dynamic:
             model.outputs.add("predict")
         self.batcher = self._batcher(model)
+        self.max_inputs = self._input_limit(model)
         self.state = ModelState.READY
         self.reason = ""
         metrics.MODEL_LOAD_SECONDS.labels(self.name).set(time.perf_counter() - started)
+
+    def _input_limit(self, model: Model) -> int:
+        """What the model's declared inputs can hold, else ``--max_inputs``."""
+        try:
+            declared = declared_input_limit(model.inputs_metadata())
+        except Exception:
+            logger.exception("model %s failed to describe its inputs", self.name)
+            declared = None
+        return declared if declared is not None else self.options.max_inputs
 
     def _batcher(self, model: Model) -> Batcher | None:
         opts = self.options
@@ -444,6 +458,29 @@ class Computed:
     end_ns: int
     #: Run in a batch with other requests (its execution is counted by the batcher).
     batched: bool
+
+
+def declared_input_limit(specs: list[dict[str, Any]]) -> int | None:
+    """The most named inputs a request to a model with these declared inputs can need.
+
+    Each declared input once, but a table [N, F] (a declared width F) may also
+    come as F named columns, as clients of table models send it (a DataFrame).
+    None when the model declares no inputs or a table of unknown width: then
+    ``--max_inputs`` bounds the request instead.
+    """
+    if not specs:
+        return None
+    total = 0
+    for spec in specs:
+        shape = list(spec.get("shape") or [])
+        if len(shape) != 2:
+            total += 1
+            continue
+        width = shape[1]
+        if not isinstance(width, int) or width < 0:
+            return None
+        total += max(width, 1)
+    return total
 
 
 def to_tensor(name: str, value: Any) -> Tensor:

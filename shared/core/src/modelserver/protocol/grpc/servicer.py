@@ -32,7 +32,7 @@ from ...dataplane.dataplane import DataPlane
 from ...dataplane.gate import UNKNOWN_MODEL, InferenceGate
 from ...dataplane.policy import RequestPolicy
 from ...dataplane.served import ServedModel
-from ...errors import InvalidInput, ModelServerError
+from ...errors import InferenceError, InvalidInput, ModelServerError
 from ...model.generation import Chunk, Generation, TextGenerator, generates, sampling_params
 from ...observability import metrics, tracing
 from ...types import InferRequest, InferResponse, Tensor
@@ -50,37 +50,57 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> list[tuple[str, st
     return [(k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)]
 
 
-def _guarded(method: str, fn: Handler, request_cls: Any, policy: RequestPolicy) -> Handler:
+#: Bytes -> the request an RPC takes (``ModelInfer``'s may decode off the loop).
+Parse = Callable[[bytes], Awaitable[Any]]
+
+
+def _guarded(
+    method: str,
+    fn: Handler,
+    request_cls: Any,
+    policy: RequestPolicy,
+    parse: Parse | None = None,
+) -> Handler:
     """Parse the request and run the RPC, mapping every failure to its gRPC status.
 
     Parsing happens here rather than in grpc's deserializer so that bytes that
-    are not a valid message get INVALID_ARGUMENT (grpc would answer UNKNOWN).
+    are not a valid message get INVALID_ARGUMENT (grpc would answer UNKNOWN);
+    ``parse`` replaces ``request_cls.FromString`` where given.
     Anything unexpected is INTERNAL and logged.
     """
 
     checks_auth = policy.auth_on and method not in PROBES
 
+    async def answer(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if checks_auth:
+            policy.authenticate(_authorization(context))
+        try:
+            request = request_cls.FromString(raw) if parse is None else await parse(raw)
+        except DecodeError as exc:
+            if method == "ModelInfer":
+                metrics.for_model(UNKNOWN_MODEL).request("v2-grpc", "INVALID_ARGUMENT", 0.0)
+            raise InvalidInput(f"Malformed {request_cls.__name__} message: {exc}") from None
+        del raw
+        return await fn(request, context)
+
     @functools.wraps(fn)
     async def wrapper(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            if checks_auth:
-                policy.authenticate(_authorization(context))
-            try:
-                request = request_cls.FromString(raw)
-            except DecodeError as exc:
-                if method == "ModelInfer":
-                    metrics.for_model(UNKNOWN_MODEL).request("v2-grpc", "INVALID_ARGUMENT", 0.0)
-                raise InvalidInput(f"Malformed {request_cls.__name__} message: {exc}") from None
-            return await fn(request, context)
+            return await answer(raw, context)
         except ModelServerError as exc:
-            await abort_with(context, method, exc)
+            error = exc
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
             logger.exception("%s failed", method)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}"
-            )
+            error = InferenceError(f"Internal error: {type(exc).__name__}: {exc}")
+        # grpc keeps the abort's exception, and through its traceback this frame,
+        # in a reference cycle with the call: let go of the request's bytes and of
+        # the frames that decoded it, or they live until the next full collection.
+        del raw
+        error.__traceback__ = None
+        error.__context__ = None
+        await abort_with(context, method, error)
 
     return wrapper
 
@@ -179,14 +199,36 @@ class InferenceServicer:
             headers=_metadata(context) if tracing.enabled() else (),
         )
 
+    async def parse_infer(self, raw: bytes) -> Any:
+        """A ModelInferRequest; one costly to decode, parsed and decoded in the decoding process.
+
+        Costly: more than ``INLINE_DECODE_BYTES`` to walk element by element
+        (``v2_grpc.decode_size``: large raw tensors are cheap, typed contents
+        and many inputs are not).
+
+        Then it comes back as our ``InferRequest`` (``_infer`` takes either);
+        unparseable bytes raise ``DecodeError`` either way.
+        """
+        decoder = self.dataplane.decoder
+        size = v2_grpc.decode_size(raw)
+        if not decoder.offloads(size):
+            return pb.ModelInferRequest.FromString(raw)
+        limits = self.dataplane.input_limits()
+        return await decoder.decode(size, v2_grpc.parse_and_decode, raw, limits)
+
     async def _infer(self, request: Any, ctx: RequestContext) -> Any:
-        self.dataplane.repository.get_ready(request.model_name, request.model_version or None)
+        served = self.dataplane.repository.get_ready(
+            request.model_name, request.model_version or None
+        )
         trace = ctx.trace
         t0 = time.time_ns() if trace is not None else 0
-        registry = self.dataplane.shared_memory
-        infer_request = v2_grpc.decode_infer_request(
-            request, registry.read if registry is not None else None
-        )
+        if isinstance(request, InferRequest):
+            infer_request = request  # decoded with the message (``parse_infer``)
+        else:
+            registry = self.dataplane.shared_memory
+            infer_request = v2_grpc.decode_infer_request(
+                request, registry.read if registry is not None else None, served.max_inputs
+            )
         if trace is not None:
             trace.phase("decode", t0, time.time_ns())
         response = await self.dataplane.infer(infer_request, ctx)
@@ -252,7 +294,7 @@ class InferenceServicer:
         request = None
         try:
             try:
-                request = pb.ModelInferRequest.FromString(raw)
+                request = await self.parse_infer(raw)
             except DecodeError as exc:
                 raise InvalidInput(f"Malformed ModelInferRequest message: {exc}") from None
             served = self.dataplane.repository.get(
@@ -399,8 +441,9 @@ def service_handler(
                 response_serializer=response_cls.SerializeToString,
             )
             continue
+        parse = servicer.parse_infer if method.name == "ModelInfer" else None
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _guarded(method.name, getattr(servicer, method.name), request_cls, policy),
+            _guarded(method.name, getattr(servicer, method.name), request_cls, policy, parse),
             request_deserializer=None,
             response_serializer=response_cls.SerializeToString,
         )

@@ -60,10 +60,19 @@ ALIVE = orjson.dumps({"status": "alive"})
 #: MLflow's scoring server answers its health checks with a newline.
 PING = b"\n"
 
-#: A protocol's body -> the request, for the model of this name.
-Decode = Callable[[bytes, str], InferRequest]
 #: Compressed bodies larger than this are inflated off the event loop.
 INLINE_INFLATE_BYTES = 256 * 1024
+
+
+def _decode_size(body: bytes, json_length: int | None) -> int:
+    """How much of a v2 body decoding walks through: its JSON, and binary BYTES elements.
+
+    Numeric binary tensors are zero-copy views, whatever their size; BYTES
+    elements are split one by one.
+    """
+    if json_length is None:
+        return len(body)
+    return len(body) if body.find(b'"BYTES"', 0, json_length) >= 0 else json_length
 
 
 class Handlers:
@@ -137,15 +146,22 @@ class Handlers:
 
     async def _infer_v2(self, req: HttpRequest, ctx: RequestContext) -> Reply:
         name, version = req.name, req.version
-        self.repository.get_ready(name, version)
+        served = self.repository.get_ready(name, version)
         body = await self.body(req)
         ctx.disconnected = partial(wait_for_disconnect, req.receive)
         trace = ctx.trace
         t0 = time.time_ns() if trace is not None else 0
         json_length = v2_rest.parse_header_length(req.header(HEADER_LENGTH), len(body))
         registry = self.dataplane.shared_memory
-        request = v2_rest.decode_infer_request(
-            body, json_length, name, version, registry.read if registry is not None else None
+        request = await self.dataplane.decoder.decode(
+            _decode_size(body, json_length),
+            v2_rest.decode_infer_request,
+            body,
+            json_length,
+            name,
+            version,
+            registry.read if registry is not None else None,
+            served.max_inputs,
         )
         if trace is not None:
             trace.phase("decode", t0, time.time_ns())
@@ -206,16 +222,23 @@ class Handlers:
         req: HttpRequest,
         ctx: RequestContext,
         name: str,
-        decode: Decode,
+        decode: Callable[..., InferRequest],
         encode: Callable[[InferResponse], bytes],
+        *options: Any,
     ) -> bytes:
-        """A JSON protocol's inference: read, decode, infer, encode (each phase traced)."""
-        self.repository.get_ready(name)
+        """A JSON protocol's inference: read, decode, infer, encode (each phase traced).
+
+        ``decode(body, *options, name, max_inputs)``, a module-level function
+        (a large body is decoded in the decoding process).
+        """
+        served = self.repository.get_ready(name)
         body = await self.body(req)
         ctx.disconnected = partial(wait_for_disconnect, req.receive)
         trace = ctx.trace
         t0 = time.time_ns() if trace is not None else 0
-        request = decode(body, name)
+        request = await self.dataplane.decoder.decode(
+            len(body), decode, body, *options, name, served.max_inputs
+        )
         if trace is not None:
             trace.phase("decode", t0, time.time_ns())
         response = await self.dataplane.infer(request, ctx)
@@ -241,11 +264,14 @@ class Handlers:
     async def _invocations(self, req: HttpRequest, name: str, ctx: RequestContext) -> Reply:
         content_type = req.header(b"content-type")
         mlflow.media_type(content_type)  # 415 before the body is read
-
-        def decode(body: bytes, name: str) -> InferRequest:
-            return mlflow.decode_invocations_request(body, content_type, name)
-
-        out = await self._infer_with(req, ctx, name, decode, mlflow.encode_invocations_response)
+        out = await self._infer_with(
+            req,
+            ctx,
+            name,
+            mlflow.decode_invocations_request,
+            mlflow.encode_invocations_response,
+            content_type,
+        )
         return 200, out, JSON, []
 
     def _only_model(self) -> str:
