@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 
 import grpc
-import numpy as np
 import pytest
 from conftest import Serving
 from google.protobuf.message import DecodeError
