@@ -29,9 +29,17 @@ from typing import Any
 import numpy as np
 
 from ..datatypes import config_datatype, datatype_of
-from ..errors import InferenceError, InvalidInput, ModelNotReady, ModelServerError, excerpt
+from ..errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotImplemented,
+    ModelNotReady,
+    ModelServerError,
+    excerpt,
+)
 from ..model.base import Model
 from ..model.content_types import output_content_types
+from ..model.explanations import Explainer
 from ..model.outputs import alias_index
 from ..model.tabular import is_frame
 from ..observability import metrics
@@ -183,9 +191,30 @@ class ServedModel:
         params = dict(model.metadata_parameters())
         if not model.outputs.dynamic:
             params["default_outputs"] = model.outputs.defaults()
+        params["explanations"] = (
+            model.explainer.metadata()
+            if model.explainer is not None
+            else {"supported": False, "reason": self._unexplained(model)}
+        )
         if params:
             meta["parameters"] = params
         return meta
+
+    def explainer(self) -> Explainer:
+        """What the model declared about its contributions; 501 saying why when nothing."""
+        model = self.require_model()
+        if model.explainer is None:
+            raise ModelNotImplemented(
+                f"Model '{self.name}' cannot explain its predictions: {self._unexplained(model)}"
+            )
+        return model.explainer
+
+    @staticmethod
+    def _unexplained(model: Model) -> str:
+        return model.explain_unsupported or (
+            f"{model.server_name} computes no per-feature contributions for its models; "
+            "only :predict is served"
+        )
 
     def config(self) -> dict[str, Any]:
         """Triton's model configuration, from what the model declares.

@@ -26,10 +26,10 @@ from ...dataplane.gate import InferenceGate
 from ...errors import (
     ClientDisconnected,
     InvalidInput,
-    ModelNotImplemented,
     PayloadTooLarge,
 )
-from ...types import InferRequest, InferResponse
+from ...model.explanations import CONTRIBUTIONS
+from ...types import InferRequest, InferResponse, RequestedOutput
 from . import encoding
 from .routes import RouteTable
 
@@ -277,8 +277,27 @@ class Handlers:
         return out
 
     async def explain_v1(self, req: HttpRequest) -> Reply:
-        self.repository.get(req.name)
-        raise ModelNotImplemented(f"Model {req.name} has no explainer; only :predict is served")
+        ctx = RequestContext("v1-explain")
+        return await self.gate.serve(
+            req.name, ctx, partial(self._explain_v1, req), headers=req.headers
+        )
+
+    async def _explain_v1(self, req: HttpRequest, ctx: RequestContext) -> Reply:
+        """A v1 predict body answered with the model's contributions, one object per row.
+
+        501 (before the body is read) for a model that declared none.
+        """
+        explainer = self.repository.get_ready(req.name).explainer()
+
+        def decode(body: bytes, name: str) -> InferRequest:
+            request = v1.decode_predict_request(body, name)
+            request.outputs = [RequestedOutput(CONTRIBUTIONS)]
+            return request
+
+        out = await self._infer_with(
+            req, ctx, req.name, decode, partial(v1.encode_explain_response, explainer=explainer)
+        )
+        return 200, out, JSON, []
 
     # -- MLflow's scoring server (Model.protocols has "mlflow") ------------------------------
 
