@@ -2,8 +2,10 @@
 
 Outputs ``predict`` (the default) and ``predict_proba`` where the estimator
 has it; ``--predict_proba`` (KServe's ``PREDICT_PROBA`` environment
-variable) makes probabilities the default. Metadata comes from the fitted
-estimator: feature count and names, class labels and output datatypes.
+variable) makes probabilities the default. Linear and tree models also offer
+``contributions`` (and ``:explain``), from what scikit-learn exposes
+(``explain``). Metadata comes from the fitted estimator: feature count and
+names, class labels and output datatypes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 import joblib
 import numpy as np
 from modelserver import Model, ModelLoadError, Settings, datatype_of, setting, tabular, tensor_spec
+
+from . import explain
 
 EXTENSIONS = (".joblib", ".pkl", ".pickle")
 
@@ -88,6 +92,22 @@ class SKLearnModel(Model):
         nthread = self.settings.nthread
         if nthread > 0 and hasattr(self.estimator, "n_jobs"):
             self.estimator.n_jobs = nthread
+        self._declare_explanations()
+
+    def _declare_explanations(self) -> None:
+        found = explain.attribution(self.estimator, self.n_features)
+        if isinstance(found, str):
+            self.explain_unsupported = found
+            return
+        self.attribution = found
+        n = self.n_features or 0
+        self.explains(
+            self._contributions,
+            self.feature_names or [f"x{i}" for i in range(n)],
+            sums_to=found.sums_to,
+            method=found.method,
+            classes=found.classes,
+        )
 
     @staticmethod
     def _read(path: Path) -> Any:
@@ -110,6 +130,11 @@ class SKLearnModel(Model):
 
     def predict(self, inputs: Any) -> Any:
         return self._predict(inputs)
+
+    def _contributions(self, inputs: Any) -> Any:
+        columns = tabular.align_columns(self.name, inputs, self.feature_names)
+        rows = np.asarray(self._rows(columns), dtype=np.float64)
+        return self.attribution.contributions(rows)
 
     # -- metadata ------------------------------------------------------------
 
