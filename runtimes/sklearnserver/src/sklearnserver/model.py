@@ -1,4 +1,12 @@
-"""scikit-learn runtime: an estimator or Pipeline from .pkl, .pickle or .joblib.
+"""scikit-learn runtime: an estimator or Pipeline from .skops, .joblib, .pkl or .pickle.
+
+A pickle (``.pkl``, ``.pickle``, ``.joblib``) runs whatever code it names
+while it loads: serving one means trusting whoever wrote it. A ``.skops``
+file (skops' format, which MLflow 3 writes for scikit-learn by default) is
+loaded without running code: only types on an explicit list are rebuilt,
+skops' defaults (builtins, numpy, scikit-learn's estimators) and those
+``--trusted_types`` adds; a file holding any other type is refused at
+startup with their names.
 
 Outputs ``predict`` (the default) and ``predict_proba`` where the estimator
 has it; ``--predict_proba`` (KServe's ``PREDICT_PROBA`` environment
@@ -22,7 +30,8 @@ from modelserver import Model, ModelLoadError, Settings, datatype_of, setting, t
 
 from . import explain
 
-EXTENSIONS = (".joblib", ".pkl", ".pickle")
+EXTENSIONS = (".joblib", ".pkl", ".pickle", ".skops")
+SKOPS = ".skops"
 
 # A model fitted on a DataFrame and called with a plain array is fine; the
 # warning would be logged on every request.
@@ -44,15 +53,46 @@ def _categorical_string_columns(columns: Any) -> set[str]:
     return found
 
 
+def read_skops(path: Path, trusted: list[str]) -> Any:
+    """A .skops file, if every type it holds is trusted; else an error naming the others."""
+    import skops.io as sio
+
+    try:
+        found = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Cannot read {path} as a skops file: {type(exc).__name__}: {exc}"
+        ) from exc
+    refused = [name for name in found if name not in trusted]
+    if refused:
+        raise ModelLoadError(
+            f"{path.name} holds types that are not trusted: {', '.join(refused)}. skops "
+            "rebuilds only trusted types; if you trust whoever wrote this file, start with "
+            f"--trusted_types {','.join(refused)}"
+        )
+    try:
+        return sio.load(path, trusted=found)
+    except Exception as exc:
+        raise ModelLoadError(f"Cannot read {path}: {type(exc).__name__}: {exc}") from exc
+
+
 @dataclass
 class SKLearnSettings(Settings):
-    """sklearnserver's flags: the shared ones and KServe's PREDICT_PROBA."""
+    """sklearnserver's flags: the shared ones, KServe's PREDICT_PROBA and the trusted types."""
 
     predict_proba: bool = setting(
         False,
         "answer predict_proba instead of predict when a request names no output",
         env="PREDICT_PROBA",
     )
+    trusted_types: str = setting(
+        "",
+        "types a .skops file may hold beyond skops' defaults, comma-separated full names "
+        "(as the startup error lists them)",
+    )
+
+    def trusted(self) -> list[str]:
+        return [name.strip() for name in self.trusted_types.split(",") if name.strip()]
 
 
 class SKLearnModel(Model):
@@ -109,8 +149,9 @@ class SKLearnModel(Model):
             classes=found.classes,
         )
 
-    @staticmethod
-    def _read(path: Path) -> Any:
+    def _read(self, path: Path) -> Any:
+        if path.suffix.lower() == SKOPS:
+            return read_skops(path, self.settings.trusted())
         try:
             if path.suffix.lower() == ".joblib":
                 return joblib.load(path)
