@@ -34,11 +34,14 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from . import chosen
 
 #: What this generator imports, pinned (test dependencies, not the runtime's).
 NEEDS = ("torch==2.13.0", "safetensors==0.8.0", "scikit-learn==1.9.1")
@@ -191,13 +194,17 @@ def aoti_package_with_program(program: Any, path: Path) -> None:
     package_pt2(str(path), exported_programs=program, aoti_files=files)
 
 
-def write(out: Path) -> dict[str, Path]:
-    """Write every PyTorch sample under ``out/torch``; return name -> model directory."""
+def write(out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
+    """Write the PyTorch samples under ``out/torch``; name -> model directory (``only`` those).
+
+    The samples share their training, so all are written; ``only`` picks what is returned.
+    """
     with warnings.catch_warnings():
         # torch 2.13 deprecates TorchScript in favour of torch.export; models
         # written with it are still everywhere, so its samples stay.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _write(out)
+        written = _write(out)
+    return {name: written[name] for name in chosen(list(written), only)}
 
 
 def _write(out: Path) -> dict[str, Path]:
