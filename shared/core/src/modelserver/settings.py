@@ -185,6 +185,11 @@ class Settings:
     request_timeout: float = setting(
         0.0, "seconds an inference may take before 504 / DEADLINE_EXCEEDED (0: none)", minimum=0
     )
+    warmup: bool = setting(
+        True,
+        "run a few requests through each model before it reports ready: those of "
+        "warmup.json beside the model, else built from its metadata",
+    )
     allow_shared_memory: bool = setting(
         False,
         "let co-located clients register POSIX shared memory regions for tensors "

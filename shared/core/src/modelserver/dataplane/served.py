@@ -17,14 +17,15 @@ records (MLflow's) can.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
-from collections.abc import Mapping
-from concurrent.futures import Executor
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from ..datatypes import config_datatype, datatype_of
 from ..errors import (
     InferenceError,
     InvalidInput,
+    ModelLoadError,
     ModelNotImplemented,
     ModelNotReady,
     ModelServerError,
@@ -44,6 +46,7 @@ from ..model.outputs import alias_index
 from ..model.tabular import is_frame
 from ..observability import metrics
 from ..types import InferRequest, InferResponse, Tensor
+from . import warmup
 from .batching import Batcher, batch_key, rows_of
 from .context import RequestContext, abandon_on_disconnect
 from .execution import PredictRunner
@@ -75,6 +78,9 @@ class ServingOptions:
     enable_metrics: bool = True
     #: ``--model_dir``: what clients see of file paths is relative to it.
     model_root: Path | None = None
+    #: ``--warmup``: run warm-up requests before a model is READY (``warmup``). Off
+    #: unless asked for, so a model served by hand is loaded as it is.
+    warmup: bool = False
 
     def client_text(self, text: str, limit: int) -> str:
         """``text`` for a client: paths under ``--model_dir`` made relative, cut, escaped.
@@ -122,16 +128,68 @@ class ServedModel:
         started = time.perf_counter()
         try:
             model.load()
+            if not len(model.outputs) and not model.outputs.dynamic:
+                model.outputs.add("predict")
+            if self.options.warmup:
+                self._warm_up(model)
         except BaseException as exc:
             self.state = ModelState.FAILED
             self.reason = self.options.client_text(str(exc) or type(exc).__name__, 2000)
             raise
-        if not len(model.outputs) and not model.outputs.dynamic:
-            model.outputs.add("predict")
         self.batcher = self._batcher(model)
         self.state = ModelState.READY
         self.reason = ""
         metrics.MODEL_LOAD_SECONDS.labels(self.name).set(time.perf_counter() - started)
+
+    def _warm_up(self, model: Model) -> None:
+        """Run the warm-up requests through the pipeline (``warmup``), not counted anywhere.
+
+        Blocking, like ``load``: in an event loop of its own, in a thread of
+        its own when this thread already runs one.
+        """
+        found = warmup.plan(model, self.name, self.version, self.model_dir)
+        if not found.requests:
+            logger.info("model %s: no warm-up (%s)", self.name, found.reason)
+            return
+        recorded, self.metrics = self.metrics, None
+        started = time.perf_counter()
+        try:
+            ran = _blocking(lambda: self._warm(model, found))
+        finally:
+            self.metrics = recorded
+            self.stats = ModelStatistics()
+        logger.info(
+            "model %s warmed up: %d of %d requests from %s, %d rounds, in %.0f ms",
+            self.name,
+            ran,
+            len(found.requests),
+            found.source,
+            warmup.ROUNDS,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    async def _warm(self, model: Model, found: warmup.Plan) -> int:
+        """Each request ``warmup.ROUNDS`` times; how many requests ran."""
+        ran = 0
+        for index, request in enumerate(found.requests):
+            try:
+                for _ in range(warmup.ROUNDS):
+                    await self._pipeline(model, request, RequestContext("warmup"))
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, ModelServerError) else repr(exc)
+                if found.required:
+                    raise ModelLoadError(
+                        f"warm-up request {index} of {found.source} failed: {reason}"
+                    ) from None
+                logger.warning(
+                    "model %s: warm-up request %s skipped, the model refused it: %s",
+                    self.name,
+                    request.id,
+                    reason,
+                )
+                continue
+            ran += 1
+        return ran
 
     def _batcher(self, model: Model) -> Batcher | None:
         opts = self.options
@@ -270,6 +328,11 @@ class ServedModel:
         model = self.model
         if model is None or self.state is not ModelState.READY:
             raise ModelNotReady(self.name, self.reason)
+        return await self._pipeline(model, request, ctx)
+
+    async def _pipeline(
+        self, model: Model, request: InferRequest, ctx: RequestContext
+    ) -> InferResponse:
         self.inflight += 1
         started = time.perf_counter_ns()
         try:
@@ -393,6 +456,19 @@ class Computed:
     end_ns: int
     #: Run in a batch with other requests (its execution is counted by the batcher).
     batched: bool
+
+
+T = TypeVar("T")
+
+
+def _blocking(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the coroutine ``work()`` to its end from blocking code (``load``)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work())
+    with ThreadPoolExecutor(1, thread_name_prefix="warmup") as thread:
+        return thread.submit(asyncio.run, work()).result()
 
 
 def to_tensor(name: str, value: Any) -> Tensor:

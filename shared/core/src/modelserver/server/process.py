@@ -52,6 +52,7 @@ def build_repository(
         max_batch_delay_s=settings.max_batch_delay_ms / 1000.0,
         enable_metrics=settings.enable_metrics,
         model_root=Path(settings.model_dir),
+        warmup=settings.warmup,
     )
 
     def factory(name: str, path: Path) -> ServedModel:
