@@ -50,6 +50,7 @@ from . import warmup
 from .batching import Batcher, batch_key, rows_of
 from .context import RequestContext, abandon_on_disconnect
 from .execution import PredictRunner
+from .response_cache import INLINE_HASH_BYTES, ResponseCache, input_bytes, request_key
 from .statistics import ModelStatistics
 
 logger = logging.getLogger("modelserver.dataplane")
@@ -81,6 +82,8 @@ class ServingOptions:
     #: ``--warmup``: run warm-up requests before a model is READY (``warmup``). Off
     #: unless asked for, so a model served by hand is loaded as it is.
     warmup: bool = False
+    #: ``--response_cache_size``: the process's response cache, shared by its models.
+    cache: ResponseCache | None = None
 
     def client_text(self, text: str, limit: int) -> str:
         """``text`` for a client: paths under ``--model_dir`` made relative, cut, escaped.
@@ -111,6 +114,11 @@ class ServedModel:
         self.inflight = 0
         self.runner = PredictRunner(self.options.executor, self.options.predict_executor)
         self.metrics = metrics.for_model(self.name) if self.options.enable_metrics else None
+        self.cache_counters = (
+            metrics.cache_counters(self.name)
+            if self.options.cache is not None and self.options.enable_metrics
+            else None
+        )
         #: Triton's statistics extension: counts and durations since this load.
         self.stats = ModelStatistics()
         self.batcher: Batcher | None = None
@@ -212,9 +220,16 @@ class ServedModel:
         self.stats.execution(rows, end_ns - start_ns, end_ns)
 
     def stop(self) -> None:
-        """Take no more requests."""
+        """Take no more requests, and forget the answers kept for this name.
+
+        The repository stops an instance when it unloads it and when a reload
+        swaps a new one in: no kept answer outlives the model that computed
+        it, and a stopped instance keeps none of its requests still running.
+        """
         self.state = ModelState.UNAVAILABLE
         self.reason = "unloaded"
+        if self.options.cache is not None:
+            self.options.cache.drop(self.name)
 
     def release(self) -> None:
         """Let go of the model so its memory can be reclaimed (after in-flight requests)."""
@@ -328,7 +343,38 @@ class ServedModel:
         model = self.model
         if model is None or self.state is not ModelState.READY:
             raise ModelNotReady(self.name, self.reason)
-        return await self._pipeline(model, request, ctx)
+        cache = self.options.cache
+        if cache is None:
+            return await self._pipeline(model, request, ctx)
+        return await self._cached(cache, model, request, ctx)
+
+    async def _cached(
+        self, cache: ResponseCache, model: Model, request: InferRequest, ctx: RequestContext
+    ) -> InferResponse:
+        """The kept answer to an identical request, else the pipeline's, then kept."""
+        started = time.perf_counter_ns()
+        if input_bytes(request) <= INLINE_HASH_BYTES:
+            key = request_key(request, self.version)
+        else:
+            loop = asyncio.get_running_loop()
+            key = await loop.run_in_executor(None, request_key, request, self.version)
+        entry = cache.get(self.name, key)
+        counters = self.cache_counters
+        if entry is not None:
+            response = entry.response(self.name, self.version, request.id)
+            self.stats.hit(time.perf_counter_ns() - started, time.time_ns())
+            if counters is not None:
+                counters.hits.inc()
+            return response
+        looked_up = time.perf_counter_ns()
+        response = await self._pipeline(model, request, ctx)
+        keeping = time.perf_counter_ns()
+        if self.state is ModelState.READY:
+            cache.put(self.name, key, response)
+        self.stats.miss(looked_up - started + time.perf_counter_ns() - keeping)
+        if counters is not None:
+            counters.misses.inc()
+        return response
 
     async def _pipeline(
         self, model: Model, request: InferRequest, ctx: RequestContext
