@@ -4,12 +4,15 @@ PMML files come from other tools, so the runtime is tested on what a real
 converter writes, and on hand-written files for what converters from
 scikit-learn never write (a string categorical input, an integer input, a
 tree with an explicit invalid-value treatment; outputs declared under names
-of the file's own, as in KServe's pmmlserver example)::
+of the file's own, as in KServe's pmmlserver example; a regression on a
+power and a category)::
 
     OUT/pmml/iris/model.pmml       LogisticRegression on iris: 4 double fields, string target
     OUT/pmml/diabetes/model.pmml   LinearRegression of diabetes progression on bmi (one field)
     OUT/pmml/fruit/model.pmml      TreeModel, copied from examples/samples/pmml/fruit.pmml
     OUT/pmml/iris-tree/model.pmml  TreeModel on iris, from examples/samples/pmml/iris-tree.pmml
+    OUT/pmml/house/model.pmml      RegressionModel of a price on a number, a square and a
+                                   category, from examples/samples/pmml/house.pmml
 
 sklearn2pmml starts a JVM per conversion (about 1-2 s each). Its converter
 (jpmml-sklearn 1.9.41) refuses pickles from scikit-learn releases newer than
@@ -31,7 +34,7 @@ from typing import Any
 CONVERTER_SKLEARN_VERSION = "1.9.0"
 
 HAND_WRITTEN = Path(__file__).resolve().parent / "pmml"
-NAMES = ("iris", "diabetes", "fruit", "iris-tree")
+NAMES = ("iris", "diabetes", "fruit", "iris-tree", "house")
 
 
 @contextlib.contextmanager
@@ -111,5 +114,6 @@ def write(out: Path, only: Collection[str] | None = None) -> dict[str, Path]:
         "diabetes": lambda: _convert(diabetes_pipeline(), root / "diabetes"),
         "fruit": lambda: _hand_written("fruit", root / "fruit"),
         "iris-tree": lambda: _hand_written("iris-tree", root / "iris-tree"),
+        "house": lambda: _hand_written("house", root / "house"),
     }
     return {name: samples[name]() for name in chosen(NAMES, only)}

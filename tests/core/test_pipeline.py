@@ -131,7 +131,9 @@ def test_a_model_that_declares_no_outputs_has_predict() -> None:
     response = infer(served, tensor("x", X))
     assert [t.name for t in response.outputs] == ["predict"]
     np.testing.assert_array_equal(response.outputs[0].data, X.sum(axis=1))
-    assert served.metadata()["parameters"] == {"default_outputs": ["predict"]}
+    params = served.metadata()["parameters"]
+    assert params["default_outputs"] == ["predict"]
+    assert params.keys() == {"default_outputs", "explanations"}
 
 
 def test_changed_defaults_are_what_a_plain_request_gets() -> None:
@@ -486,7 +488,15 @@ def test_metadata_of_a_ready_model_comes_from_its_output_table() -> None:
             {"name": "total", "datatype": "FP64", "shape": [-1]},
             {"name": "negate", "datatype": "FP64", "shape": [-1, -1]},
         ],
-        "parameters": {"operation": "double", "default_outputs": ["double", "total"]},
+        "parameters": {
+            "operation": "double",
+            "default_outputs": ["double", "total"],
+            "explanations": {
+                "supported": False,
+                "reason": "modelserver computes no per-feature contributions for its models; "
+                "only :predict is served",
+            },
+        },
     }
 
 

@@ -161,7 +161,12 @@ HAPPY: dict[str, tuple[dict[str, Any], int, Check]] = {
     "explain_v1": (
         {},
         501,
-        json_is({"error": "Model arith has no explainer; only :predict is served"}),
+        json_is(
+            {
+                "error": "Model 'arith' cannot explain its predictions: modelserver computes no "
+                "per-feature contributions for its models; only :predict is served"
+            }
+        ),
     ),
     "metrics": ({}, 200, check_metrics),
     "root": ({}, 200, json_is({"status": "alive"})),

@@ -171,6 +171,7 @@ def test_grpc_health_and_metadata(iris_server):
     assert {o.name: o.datatype for o in model.outputs} == {
         "predict": "INT64",
         "predict_proba": "FP64",
+        "contributions": "FP64",
     }
 
 
@@ -239,14 +240,25 @@ def test_v1_two_outputs_per_row(iris_server, estimator):
     )
 
 
-def test_v1_explain_is_refused_clearly(iris_server):
+def test_v1_explain_adds_up_to_the_decision_function(iris_server, estimator):
     r = httpx.post(
         f"{iris_server.http_url}/v1/models/iris:explain", json={"instances": ROWS.tolist()}
     )
-    assert r.status_code == 501
-    assert "explainer" in r.json()["error"]
+    assert r.status_code == 200, r.text
+    explanations = r.json()["explanations"]
+    sums = [np.sum(e["contributions"], axis=1) + e["bias"] for e in explanations]
+    np.testing.assert_allclose(sums, estimator.decision_function(ROWS))
     r = httpx.post(f"{iris_server.http_url}/v1/models/nope:explain", json={"instances": []})
     assert r.status_code == 404 and r.json()["error"]
+
+
+def test_v1_explain_of_a_model_that_cannot_is_refused_clearly(multi_server):
+    r = httpx.post(
+        f"{multi_server.http_url}/v1/models/iris-pipeline:explain",
+        json={"instances": [{"sepal_length": 5.1}]},
+    )
+    assert r.status_code == 501
+    assert "ColumnTransformer" in r.json()["error"]
 
 
 def test_mlflow_scoring_routes_only_for_runtimes_that_speak_it(iris_server):

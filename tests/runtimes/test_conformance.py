@@ -9,6 +9,7 @@ and the server then answers a good request correctly.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,17 @@ def test_ready_and_metadata(server: ServerProcess, case: RuntimeCase) -> None:
         "m", as_json=True
     )
     assert [o["name"] for o in grpc_meta["outputs"]] == [o["name"] for o in meta["outputs"]]
+
+
+def test_warmed_up_from_its_metadata_before_ready(server: ServerProcess, case: RuntimeCase) -> None:
+    """The requests metadata describes are ones the model takes: warm-up ran them all."""
+    log = server.output()
+    (line,) = [line for line in log.splitlines() if "model m warmed up: " in line]
+    found = re.search(r"warmed up: (\d+) of (\d+) requests from metadata", line)
+    assert found is not None and found.group(1) == found.group(2) != "0", line
+    assert "warm-up request" not in log, log
+    # ...before the model was ready, so before the ports opened.
+    assert log.index("warmed up") < log.index("serving m")
 
 
 def test_default_outputs_are_real_and_every_output_can_be_requested(

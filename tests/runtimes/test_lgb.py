@@ -174,8 +174,13 @@ def test_metadata_comes_from_the_booster(server: ServerProcess, booster) -> None
         assert params["num_threads"] == 1  # KServe's --nthread=1
     assert clients.v2_metadata(server, "iris")["parameters"]["num_class"] == 3
     cancer = clients.v2_metadata(server, "breast-cancer")
-    assert [o["name"] for o in cancer["outputs"]] == ["predict", "predict_proba", "predict_label"]
-    assert [o["shape"] for o in cancer["outputs"]] == [[-1], [-1, 2], [-1]]
+    assert [o["name"] for o in cancer["outputs"]] == [
+        "predict",
+        "predict_proba",
+        "predict_label",
+        "contributions",
+    ]
+    assert [o["shape"] for o in cancer["outputs"]] == [[-1], [-1, 2], [-1], [-1, 31]]
 
 
 def test_categorical_metadata_names_each_input(server: ServerProcess, booster) -> None:

@@ -165,7 +165,7 @@ def test_metadata_lists_fields_and_output_fields(server: ServerProcess, pmml) ->
         {"name": name, "datatype": "FP64", "shape": [-1]} for name in pmml("iris").inputNames
     ]
     outputs = {o["name"]: o["datatype"] for o in iris["outputs"]}
-    assert list(outputs) == OUTPUTS["iris"]
+    assert list(outputs) == [*OUTPUTS["iris"], "contributions"]
     assert outputs["species"] == "BYTES"
     assert outputs["probability(virginica)"] == "FP64"
     assert iris["parameters"]["classes"] == pmml("iris").classes
@@ -180,7 +180,10 @@ def test_metadata_lists_fields_and_output_fields(server: ServerProcess, pmml) ->
     assert [o["name"] for o in fruit["outputs"]] == OUTPUTS["fruit"]
     diabetes = httpx.get(f"{server.http_url}/v2/models/diabetes").json()
     assert diabetes["inputs"] == [{"name": "bmi", "datatype": "FP64", "shape": [-1]}]
-    assert diabetes["outputs"] == [{"name": "progression", "datatype": "FP64", "shape": [-1]}]
+    assert diabetes["outputs"] == [
+        {"name": "progression", "datatype": "FP64", "shape": [-1]},
+        {"name": "contributions", "datatype": "FP64", "shape": [-1, 2]},
+    ]
 
 
 # -- predictions equal pypmml's ------------------------------------------------

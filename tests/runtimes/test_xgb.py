@@ -157,10 +157,17 @@ def test_metadata_comes_from_the_booster(server: ServerProcess, booster) -> None
         assert params["nthread"] == 1  # KServe's --nthread=1, read back from the booster
     iris = v2_metadata(server, "iris-json")
     assert iris["parameters"]["num_class"] == 3
-    assert [o["name"] for o in iris["outputs"]] == ["predict", "predict_proba", "predict_label"]
+    assert [o["name"] for o in iris["outputs"]] == [
+        "predict",
+        "predict_proba",
+        "predict_label",
+        "contributions",
+    ]
     assert iris["outputs"][1]["shape"] == [-1, 3]
+    assert iris["outputs"][3]["shape"] == [-1, 3, 5]  # per class: 4 features and the bias
     assert v2_metadata(server, "breast-cancer")["outputs"][1]["shape"] == [-1, 2]
-    assert [o["name"] for o in v2_metadata(server, "diabetes")["outputs"]] == ["predict"]
+    diabetes = v2_metadata(server, "diabetes")["outputs"]
+    assert [o["name"] for o in diabetes] == ["predict", "contributions"]
 
 
 @pytest.fixture(scope="module")

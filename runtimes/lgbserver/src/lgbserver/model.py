@@ -22,7 +22,9 @@ default, every core). Outputs: ``predict`` (the default) is the Booster's
 own prediction, as KServe returns it (probabilities for ``binary`` and
 ``multiclass``, values for regression); classifier objectives also offer
 ``predict_proba`` ([N, C]; binary as two columns) and ``predict_label``
-(class index, INT64).
+(class index, INT64). ``contributions`` (and ``:explain``) are LightGBM's own
+``pred_contrib``: per feature (per class for a multi-class objective) and the
+bias, adding up to the raw score.
 """
 
 from __future__ import annotations
@@ -134,6 +136,14 @@ class LightGBMModel(Model):
             self.predict if classifier else None,
             self.n_classes,
         )
+        self.trees_per_round = self.booster.num_model_per_iteration()
+        self.explains(
+            self._contributions,
+            self.feature_names,
+            sums_to="the raw score (predict raw_score=True: before the objective's link function)",
+            method="LightGBM pred_contrib (TreeSHAP)",
+            classes=range(self.trees_per_round) if self.trees_per_round > 1 else (),
+        )
 
     def _features(self, inputs: Any) -> Any:
         """Rows of numbers for Booster.predict: named columns in order, categories as codes."""
@@ -163,6 +173,16 @@ class LightGBMModel(Model):
 
     def predict(self, inputs: Any) -> np.ndarray:
         return np.asarray(self.booster.predict(self._features(inputs), **self.predict_params))
+
+    def _contributions(self, inputs: Any) -> np.ndarray:
+        """SHAP values, the bias last: [N, F + 1], or [N, C, F + 1] per class.
+
+        LightGBM lays a multi-class model's out as the C blocks side by side.
+        """
+        features = self._features(inputs)
+        values = self.booster.predict(features, pred_contrib=True, **self.predict_params)
+        blocks = np.asarray(values).reshape(len(features), self.trees_per_round, -1)
+        return blocks if self.trees_per_round > 1 else blocks[:, 0, :]
 
     # -- metadata --------------------------------------------------------------
 

@@ -216,6 +216,98 @@ def _outputs(pmml: Any) -> list[OutputField]:
     return outputs
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Term:
+    """One predictor of a regression table: a field's coefficient, power or category."""
+
+    column: int
+    coefficient: float
+    exponent: int = 1
+    #: A categorical predictor's category (the term is the coefficient when it matches).
+    category: str | None = None
+
+    def value(self, matrix: np.ndarray) -> np.ndarray:
+        column = matrix[:, self.column]
+        if self.category is not None:
+            matches = [str(_plain(v)) == self.category for v in column.tolist()]
+            return self.coefficient * np.asarray(matches, dtype=np.float64)
+        return self.coefficient * np.power(column.astype(np.float64), self.exponent)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RegressionTables:
+    """The regression tables of a RegressionModel, as pmml4s parsed them: one per class."""
+
+    width: int
+    intercepts: tuple[float, ...]
+    terms: tuple[tuple[Term, ...], ...]
+    classes: tuple[str, ...]
+    sums_to: str
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """[N, F + 1], or [N, C, F + 1] for one table per class: the intercept last."""
+        out = np.zeros((len(matrix), len(self.terms), self.width + 1))
+        for k, (intercept, terms) in enumerate(zip(self.intercepts, self.terms, strict=True)):
+            for term in terms:
+                out[:, k, term.column] += term.value(matrix)
+            out[:, k, -1] = intercept
+        return out if self.classes else out[:, 0, :]
+
+
+def regression_tables(java: Any, fields: list[str]) -> RegressionTables | str:
+    """pmml4s's regression tables of ``java``, or why its contributions cannot be had.
+
+    Only a RegressionModel is a sum of per-field terms; its table may use only
+    the active fields themselves (a derived field, an interaction term or
+    target rescaling would make the sum another quantity than the fields').
+    """
+    kind = str(java.getClass().getSimpleName())
+    if kind != "RegressionModel":
+        return (
+            f"pmml4s exposes no per-field contributions of a {kind}; only a RegressionModel "
+            "(a sum of one term per field) explains"
+        )
+    if java.targets().isDefined():
+        return "its <Targets> rescale the regression value, so the terms do not add up to it"
+    columns = {name: i for i, name in enumerate(fields)}
+    intercepts: list[float] = []
+    tables: list[tuple[Term, ...]] = []
+    classes: list[str] = []
+    for table in java.regressionTables():
+        terms: list[Term] = []
+        for predictor in table.predictors():
+            kind = str(predictor.getClass().getSimpleName())
+            if kind not in ("NumericPredictor", "CategoricalPredictor"):
+                return f"its regression table has a {kind}, which belongs to several fields"
+            name = str(predictor.field().name())
+            if name not in columns:
+                return f"its regression table uses '{name}', a field derived from the inputs"
+            if kind == "NumericPredictor":
+                terms.append(
+                    Term(columns[name], float(predictor.coefficient()), int(predictor.exponent()))
+                )
+            else:
+                category = str(_plain(predictor.value().toVal()))
+                terms.append(Term(columns[name], float(predictor.coefficient()), 1, category))
+        intercepts.append(float(table.intercept()))
+        tables.append(tuple(terms))
+        category = table.targetCategory()
+        if category.isDefined():
+            classes.append(str(category.get()))
+    normalization = str(java.normalizationMethod())
+    if normalization == "none" and len(tables) == 1:
+        sums_to = "the predicted value"
+    else:
+        sums_to = f"each RegressionTable's value, before normalizationMethod={normalization}"
+    return RegressionTables(
+        len(fields),
+        tuple(intercepts),
+        tuple(tables),
+        tuple(classes) if len(tables) > 1 else (),
+        sums_to,
+    )
+
+
 def _pmml4s_input_errors() -> tuple[type[BaseException], ...]:
     """Java exceptions pmml4s raises on data it cannot use (JPype makes them Python types)."""
     import jpype
@@ -249,6 +341,19 @@ class PMMLModel(Model):
             self.outputs.add(field.name, field.datatype, [-1])
         self.input_errors = (*Model.input_errors, *_pmml4s_input_errors())
         self.parameters = self._describe()
+        found = regression_tables(self.scorer, self.input_names)
+        if isinstance(found, str):
+            self.explain_unsupported = found
+        else:
+            self.tables = found
+            self.explains(
+                self._contributions,
+                self.input_names,
+                sums_to=found.sums_to,
+                method="the RegressionTable pmml4s parsed: coefficient * value (value^exponent; "
+                "1 for a matching category), bias the intercept",
+                classes=found.classes,
+            )
 
     def release(self) -> None:
         # The JVM stays: JPype cannot start a second one in this process.
@@ -275,10 +380,16 @@ class PMMLModel(Model):
 
     def predict(self, inputs: Any) -> Any:
         """Every output field for ``inputs``, as a mapping of output name -> array."""
-        return self.compute(inputs, self.outputs.names)
+        return self.compute(inputs, list(self.output_fields))
 
     def compute(self, inputs: Any, names: list[str]) -> dict[str, Any]:
-        return dict(zip(names, self._score(inputs, names), strict=True))
+        """The output fields from one pmml4s call; ``contributions`` by its own function."""
+        fields = [name for name in names if name in self.output_fields]
+        results = dict(zip(fields, self._score(inputs, fields), strict=True)) if fields else {}
+        for name in names:
+            if name not in results:
+                results[name] = self._contributions(inputs)
+        return {name: results[name] for name in names}
 
     def _score(self, inputs: Any, names: list[str]) -> list[np.ndarray]:
         """The outputs ``names`` for every row, in one pmml4s call."""
@@ -295,6 +406,14 @@ class PMMLModel(Model):
         position = {name: i for i, name in enumerate(reply["columns"])}
         fields = [self.output_fields[name] for name in names]
         return [field.column(table[:, position[field.source]]) for field in fields]
+
+    def _contributions(self, inputs: Any) -> np.ndarray:
+        """Per field (per class for a classifier) and the intercept, from the regression table.
+
+        The rows are scored first, so a row pmml4s would reject is the same 400 here.
+        """
+        self._score(inputs, list(self.output_fields)[:1])
+        return self.tables.contributions(self._matrix(inputs))
 
     def _matrix(self, inputs: Any) -> np.ndarray:
         """The rows as one 2-D array whose columns are the active fields, in schema order."""

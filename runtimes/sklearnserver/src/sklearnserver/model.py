@@ -1,9 +1,19 @@
-"""scikit-learn runtime: an estimator or Pipeline from .pkl, .pickle or .joblib.
+"""scikit-learn runtime: an estimator or Pipeline from .skops, .joblib, .pkl or .pickle.
+
+A pickle (``.pkl``, ``.pickle``, ``.joblib``) runs whatever code it names
+while it loads: serving one means trusting whoever wrote it. A ``.skops``
+file (skops' format, which MLflow 3 writes for scikit-learn by default) is
+loaded without running code: only types on an explicit list are rebuilt,
+skops' defaults (builtins, numpy, scikit-learn's estimators) and those
+``--trusted_types`` adds; a file holding any other type is refused at
+startup with their names.
 
 Outputs ``predict`` (the default) and ``predict_proba`` where the estimator
 has it; ``--predict_proba`` (KServe's ``PREDICT_PROBA`` environment
-variable) makes probabilities the default. Metadata comes from the fitted
-estimator: feature count and names, class labels and output datatypes.
+variable) makes probabilities the default. Linear and tree models also offer
+``contributions`` (and ``:explain``), from what scikit-learn exposes
+(``explain``). Metadata comes from the fitted estimator: feature count and
+names, class labels and output datatypes.
 """
 
 from __future__ import annotations
@@ -18,7 +28,10 @@ import joblib
 import numpy as np
 from modelserver import Model, ModelLoadError, Settings, datatype_of, setting, tabular, tensor_spec
 
-EXTENSIONS = (".joblib", ".pkl", ".pickle")
+from . import explain
+
+EXTENSIONS = (".joblib", ".pkl", ".pickle", ".skops")
+SKOPS = ".skops"
 
 # A model fitted on a DataFrame and called with a plain array is fine; the
 # warning would be logged on every request.
@@ -40,15 +53,46 @@ def _categorical_string_columns(columns: Any) -> set[str]:
     return found
 
 
+def read_skops(path: Path, trusted: list[str]) -> Any:
+    """A .skops file, if every type it holds is trusted; else an error naming the others."""
+    import skops.io as sio
+
+    try:
+        found = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Cannot read {path} as a skops file: {type(exc).__name__}: {exc}"
+        ) from exc
+    refused = [name for name in found if name not in trusted]
+    if refused:
+        raise ModelLoadError(
+            f"{path.name} holds types that are not trusted: {', '.join(refused)}. skops "
+            "rebuilds only trusted types; if you trust whoever wrote this file, start with "
+            f"--trusted_types {','.join(refused)}"
+        )
+    try:
+        return sio.load(path, trusted=found)
+    except Exception as exc:
+        raise ModelLoadError(f"Cannot read {path}: {type(exc).__name__}: {exc}") from exc
+
+
 @dataclass
 class SKLearnSettings(Settings):
-    """sklearnserver's flags: the shared ones and KServe's PREDICT_PROBA."""
+    """sklearnserver's flags: the shared ones, KServe's PREDICT_PROBA and the trusted types."""
 
     predict_proba: bool = setting(
         False,
         "answer predict_proba instead of predict when a request names no output",
         env="PREDICT_PROBA",
     )
+    trusted_types: str = setting(
+        "",
+        "types a .skops file may hold beyond skops' defaults, comma-separated full names "
+        "(as the startup error lists them)",
+    )
+
+    def trusted(self) -> list[str]:
+        return [name.strip() for name in self.trusted_types.split(",") if name.strip()]
 
 
 class SKLearnModel(Model):
@@ -88,9 +132,26 @@ class SKLearnModel(Model):
         nthread = self.settings.nthread
         if nthread > 0 and hasattr(self.estimator, "n_jobs"):
             self.estimator.n_jobs = nthread
+        self._declare_explanations()
 
-    @staticmethod
-    def _read(path: Path) -> Any:
+    def _declare_explanations(self) -> None:
+        found = explain.attribution(self.estimator, self.n_features)
+        if isinstance(found, str):
+            self.explain_unsupported = found
+            return
+        self.attribution = found
+        n = self.n_features or 0
+        self.explains(
+            self._contributions,
+            self.feature_names or [f"x{i}" for i in range(n)],
+            sums_to=found.sums_to,
+            method=found.method,
+            classes=found.classes,
+        )
+
+    def _read(self, path: Path) -> Any:
+        if path.suffix.lower() == SKOPS:
+            return read_skops(path, self.settings.trusted())
         try:
             if path.suffix.lower() == ".joblib":
                 return joblib.load(path)
@@ -110,6 +171,11 @@ class SKLearnModel(Model):
 
     def predict(self, inputs: Any) -> Any:
         return self._predict(inputs)
+
+    def _contributions(self, inputs: Any) -> Any:
+        columns = tabular.align_columns(self.name, inputs, self.feature_names)
+        rows = np.asarray(self._rows(columns), dtype=np.float64)
+        return self.attribution.contributions(rows)
 
     # -- metadata ------------------------------------------------------------
 

@@ -145,6 +145,16 @@ class XGBoostModel(Model):
             self._probabilities if classifier else None,
             self.n_classes,
         )
+        margin_shape = self._inplace(np.zeros((1, self.n_features)), predict_type="margin").shape
+        self.explains(
+            self._contributions,
+            self.feature_names or [f"f{i}" for i in range(self.n_features)],
+            sums_to=f"the margin (predict_type='margin': the score before {self.objective}'s "
+            "link function)",
+            method="XGBoost pred_contribs (TreeSHAP; a linear booster's weight times the value)",
+            classes=range(margin_shape[1]) if len(margin_shape) > 1 else (),
+            datatype="FP32",
+        )
 
     # -- predict ---------------------------------------------------------------
 
@@ -167,6 +177,14 @@ class XGBoostModel(Model):
 
     def predict(self, inputs: Any) -> np.ndarray:
         return self._inplace(self._features(inputs))
+
+    def _contributions(self, inputs: Any) -> np.ndarray:
+        """SHAP values, the bias last: [N, F + 1], or [N, C, F + 1] per class."""
+        matrix = xgb.DMatrix(self._features(inputs), nthread=self.nthread or None)
+        try:
+            return self.booster.predict(matrix, pred_contribs=True, validate_features=False)
+        except XGBoostError as exc:
+            raise ValueError(_reason(exc)) from exc
 
     # -- metadata --------------------------------------------------------------
 

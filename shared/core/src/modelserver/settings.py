@@ -191,6 +191,20 @@ class Settings:
     request_timeout: float = setting(
         0.0, "seconds an inference may take before 504 / DEADLINE_EXCEEDED (0: none)", minimum=0
     )
+    warmup: bool = setting(
+        True,
+        "run a few requests through each model before it reports ready: those of "
+        "warmup.json beside the model, else built from its metadata",
+    )
+    response_cache_size: int = setting(
+        0,
+        "answers kept for identical requests (same model version, inputs, outputs and "
+        "parameters), least recently used evicted first (0: no cache)",
+        minimum=0,
+    )
+    response_cache_bytes: int = setting(
+        64 * MIB, "bytes of output data the response cache may hold", minimum=1
+    )
     allow_shared_memory: bool = setting(
         False,
         "let co-located clients register POSIX shared memory regions for tensors "

@@ -30,6 +30,7 @@ import orjson
 
 from ..datatypes import datatype_of
 from ..errors import InvalidInput
+from ..model.explanations import Explainer
 from ..types import MISSING_VALUES, InferRequest, InferResponse, RequestedOutput, Tensor
 from .tensor_data import array_to_json, check_input_count
 from .v2_rest import JSON_DUMPS_OPTIONS, loads_object
@@ -261,3 +262,25 @@ def records(outputs: list[Tensor]) -> Any:
         }
         for i in range(count)
     ]
+
+
+def encode_explain_response(response: InferResponse, explainer: Explainer) -> bytes:
+    """``{"explanations": [...]}``: per row its contributions, bias and feature names.
+
+    A model with one block per class gives, per row, a list of contributions
+    and a bias for each class, and the class labels.
+    """
+    (tensor,) = response.outputs
+    values = np.asarray(tensor.data, dtype=np.float64)
+    names = list(explainer.feature_names)
+    extra: dict[str, Any] = {"classes": list(explainer.classes)} if explainer.per_class else {}
+    explanations = [
+        {
+            "contributions": row[..., :-1].tolist(),
+            "bias": row[..., -1].tolist(),
+            "feature_names": names,
+            **extra,
+        }
+        for row in values
+    ]
+    return orjson.dumps({"explanations": explanations}, option=JSON_DUMPS_OPTIONS)

@@ -22,29 +22,41 @@ others in ``older``; the repository finds each by its version.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import Executor
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..datatypes import config_datatype, datatype_of
-from ..errors import InferenceError, InvalidInput, ModelNotReady, ModelServerError, excerpt
+from ..errors import (
+    InferenceError,
+    InvalidInput,
+    ModelLoadError,
+    ModelNotImplemented,
+    ModelNotReady,
+    ModelServerError,
+    excerpt,
+)
 from ..model.base import Model
 from ..model.content_types import output_content_types
+from ..model.explanations import Explainer
 from ..model.generation import Chunk, Generation, TextGenerator, generates
 from ..model.outputs import alias_index
 from ..model.tabular import is_frame
 from ..observability import metrics
 from ..types import InferRequest, InferResponse, Tensor
+from . import warmup
 from .batching import Batcher, batch_key, rows_of
 from .context import RequestContext, abandon_on_disconnect
 from .execution import PredictRunner
+from .response_cache import INLINE_HASH_BYTES, ResponseCache, input_bytes, request_key
 from .statistics import ModelStatistics
 
 logger = logging.getLogger("modelserver.dataplane")
@@ -75,6 +87,11 @@ class ServingOptions:
     model_root: Path | None = None
     #: ``--max_inputs``: the most inputs a request to a model that declares none may have.
     max_inputs: int = 4096
+    #: ``--warmup``: run warm-up requests before a model is READY (``warmup``). Off
+    #: unless asked for, so a model served by hand is loaded as it is.
+    warmup: bool = False
+    #: ``--response_cache_size``: the process's response cache, shared by its models.
+    cache: ResponseCache | None = None
 
     def client_text(self, text: str, limit: int) -> str:
         """``text`` for a client: paths under ``--model_dir`` made relative, cut, escaped.
@@ -105,6 +122,11 @@ class ServedModel:
         self.inflight = 0
         self.runner = PredictRunner(self.options.executor, self.options.predict_executor)
         self.metrics = metrics.for_model(self.name) if self.options.enable_metrics else None
+        self.cache_counters = (
+            metrics.cache_counters(self.name)
+            if self.options.cache is not None and self.options.enable_metrics
+            else None
+        )
         #: Triton's statistics extension: counts and durations since this load.
         self.stats = ModelStatistics()
         self.batcher: Batcher | None = None
@@ -147,12 +169,14 @@ class ServedModel:
         started = time.perf_counter()
         try:
             model.load()
+            if not len(model.outputs) and not model.outputs.dynamic:
+                model.outputs.add("predict")
+            if self.options.warmup:
+                self._warm_up(model)
         except BaseException as exc:
             self.state = ModelState.FAILED
             self.reason = self.options.client_text(str(exc) or type(exc).__name__, 2000)
             raise
-        if not len(model.outputs) and not model.outputs.dynamic:
-            model.outputs.add("predict")
         self.batcher = self._batcher(model)
         self.max_inputs = self._input_limit(model)
         self.state = ModelState.READY
@@ -167,6 +191,56 @@ class ServedModel:
             logger.exception("model %s failed to describe its inputs", self.name)
             declared = None
         return declared if declared is not None else self.options.max_inputs
+
+    def _warm_up(self, model: Model) -> None:
+        """Run the warm-up requests through the pipeline (``warmup``), not counted anywhere.
+
+        Blocking, like ``load``: in an event loop of its own, in a thread of
+        its own when this thread already runs one.
+        """
+        found = warmup.plan(model, self.name, self.version, self.model_dir)
+        if not found.requests:
+            logger.info("model %s: no warm-up (%s)", self.name, found.reason)
+            return
+        recorded, self.metrics = self.metrics, None
+        started = time.perf_counter()
+        try:
+            ran = _blocking(lambda: self._warm(model, found))
+        finally:
+            self.metrics = recorded
+            self.stats = ModelStatistics()
+        logger.info(
+            "model %s warmed up: %d of %d requests from %s, %d rounds, in %.0f ms",
+            self.name,
+            ran,
+            len(found.requests),
+            found.source,
+            warmup.ROUNDS,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    async def _warm(self, model: Model, found: warmup.Plan) -> int:
+        """Each request ``warmup.ROUNDS`` times; how many requests ran."""
+        ran = 0
+        for index, request in enumerate(found.requests):
+            try:
+                for _ in range(warmup.ROUNDS):
+                    await self._pipeline(model, request, RequestContext("warmup"))
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, ModelServerError) else repr(exc)
+                if found.required:
+                    raise ModelLoadError(
+                        f"warm-up request {index} of {found.source} failed: {reason}"
+                    ) from None
+                logger.warning(
+                    "model %s: warm-up request %s skipped, the model refused it: %s",
+                    self.name,
+                    request.id,
+                    reason,
+                )
+                continue
+            ran += 1
+        return ran
 
     def _batcher(self, model: Model) -> Batcher | None:
         opts = self.options
@@ -189,11 +263,18 @@ class ServedModel:
         self.stats.execution(rows, end_ns - start_ns, end_ns)
 
     def stop(self) -> None:
-        """Take no more requests."""
+        """Take no more requests, and forget the answers kept for this name.
+
+        The repository stops an instance when it unloads it and when a reload
+        swaps a new one in: no kept answer outlives the model that computed
+        it, and a stopped instance keeps none of its requests still running.
+        """
         self.state = ModelState.UNAVAILABLE
         self.reason = "unloaded"
         for other in self.older.values():
             other.stop()
+        if self.options.cache is not None:
+            self.options.cache.drop(self.name)
 
     def release(self) -> None:
         """Let go of the model so its memory can be reclaimed (after in-flight requests)."""
@@ -236,9 +317,30 @@ class ServedModel:
         params = dict(model.metadata_parameters())
         if not model.outputs.dynamic:
             params["default_outputs"] = model.outputs.defaults()
+        params["explanations"] = (
+            model.explainer.metadata()
+            if model.explainer is not None
+            else {"supported": False, "reason": self._unexplained(model)}
+        )
         if params:
             meta["parameters"] = params
         return meta
+
+    def explainer(self) -> Explainer:
+        """What the model declared about its contributions; 501 saying why when nothing."""
+        model = self.require_model()
+        if model.explainer is None:
+            raise ModelNotImplemented(
+                f"Model '{self.name}' cannot explain its predictions: {self._unexplained(model)}"
+            )
+        return model.explainer
+
+    @staticmethod
+    def _unexplained(model: Model) -> str:
+        return model.explain_unsupported or (
+            f"{model.server_name} computes no per-feature contributions for its models; "
+            "only :predict is served"
+        )
 
     def config(self) -> dict[str, Any]:
         """Triton's model configuration, from what the model declares.
@@ -294,6 +396,42 @@ class ServedModel:
         model = self.model
         if model is None or self.state is not ModelState.READY:
             raise ModelNotReady(self.name, self.reason)
+        cache = self.options.cache
+        if cache is None:
+            return await self._pipeline(model, request, ctx)
+        return await self._cached(cache, model, request, ctx)
+
+    async def _cached(
+        self, cache: ResponseCache, model: Model, request: InferRequest, ctx: RequestContext
+    ) -> InferResponse:
+        """The kept answer to an identical request, else the pipeline's, then kept."""
+        started = time.perf_counter_ns()
+        if input_bytes(request) <= INLINE_HASH_BYTES:
+            key = request_key(request, self.version)
+        else:
+            loop = asyncio.get_running_loop()
+            key = await loop.run_in_executor(None, request_key, request, self.version)
+        entry = cache.get(self.name, key)
+        counters = self.cache_counters
+        if entry is not None:
+            response = entry.response(self.name, self.version, request.id)
+            self.stats.hit(time.perf_counter_ns() - started, time.time_ns())
+            if counters is not None:
+                counters.hits.inc()
+            return response
+        looked_up = time.perf_counter_ns()
+        response = await self._pipeline(model, request, ctx)
+        keeping = time.perf_counter_ns()
+        if self.state is ModelState.READY:
+            cache.put(self.name, key, response)
+        self.stats.miss(looked_up - started + time.perf_counter_ns() - keeping)
+        if counters is not None:
+            counters.misses.inc()
+        return response
+
+    async def _pipeline(
+        self, model: Model, request: InferRequest, ctx: RequestContext
+    ) -> InferResponse:
         self.inflight += 1
         started = time.perf_counter_ns()
         try:
@@ -481,6 +619,19 @@ def declared_input_limit(specs: list[dict[str, Any]]) -> int | None:
             return None
         total += max(width, 1)
     return total
+
+
+T = TypeVar("T")
+
+
+def _blocking(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the coroutine ``work()`` to its end from blocking code (``load``)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work())
+    with ThreadPoolExecutor(1, thread_name_prefix="warmup") as thread:
+        return thread.submit(asyncio.run, work()).result()
 
 
 def to_tensor(name: str, value: Any) -> Tensor:

@@ -49,6 +49,8 @@ class ModelStatistics:
 
     __slots__ = (
         "batches",
+        "cache_hit",
+        "cache_miss",
         "compute_infer",
         "compute_input",
         "compute_output",
@@ -70,6 +72,8 @@ class ModelStatistics:
         self.compute_input = Duration()
         self.compute_infer = Duration()
         self.compute_output = Duration()
+        self.cache_hit = Duration()
+        self.cache_miss = Duration()
         self.batches: dict[int, BatchStatistics] = {}
 
     def _batch(self, size: int) -> BatchStatistics:
@@ -110,6 +114,22 @@ class ModelStatistics:
             batch.compute_input.add(input_ns)
             batch.compute_output.add(output_ns)
 
+    def hit(self, total_ns: int, end_epoch_ns: int) -> None:
+        """A request answered from the response cache: a success, but no inference.
+
+        As Triton counts them: ``success``, ``queue`` and ``cache_hit`` (the
+        lookup and the copy out), neither ``inference_count`` nor
+        ``execution_count``.
+        """
+        self.last_inference_ms = end_epoch_ns // 1_000_000
+        self.success.add(total_ns)
+        self.queue.add(0)  # Triton counts hits in ``queue`` too; they wait for nothing
+        self.cache_hit.add(total_ns)
+
+    def miss(self, lookup_ns: int) -> None:
+        """The response cache did not hold a request: its lookup and insertion time."""
+        self.cache_miss.add(lookup_ns)
+
     def failure(self, total_ns: int) -> None:
         self.fail.add(total_ns)
 
@@ -128,8 +148,8 @@ class ModelStatistics:
                 "compute_input": self.compute_input.json(),
                 "compute_infer": self.compute_infer.json(),
                 "compute_output": self.compute_output.json(),
-                "cache_hit": {"count": 0, "ns": 0},
-                "cache_miss": {"count": 0, "ns": 0},
+                "cache_hit": self.cache_hit.json(),
+                "cache_miss": self.cache_miss.json(),
             },
             "batch_stats": [
                 {

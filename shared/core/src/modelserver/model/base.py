@@ -9,15 +9,19 @@ data plane's; a runtime author never needs to read it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import InferenceError
 from ..settings import Settings
 from ..types import InferRequest
+from .explanations import CONTRIBUTIONS, Contributions, Explainer, explainer
 from .inputs import ModelInput, default_inputs
 from .outputs import Outputs
+
+logger = logging.getLogger(__name__)
 
 
 class Model(abc.ABC):
@@ -75,6 +79,11 @@ class Model(abc.ABC):
         self.settings = settings if settings is not None else self.settings_class()
         #: The outputs this model offers; ``load`` declares them.
         self.outputs = Outputs()
+        #: Its per-feature contributions, when ``load`` declared them (``explains``).
+        self.explainer: Explainer | None = None
+        #: Why this model does not explain, when its runtime explains others (the
+        #: 501 of ``:explain`` and its metadata say it).
+        self.explain_unsupported = ""
 
     @abc.abstractmethod
     def load(self) -> None:
@@ -134,6 +143,34 @@ class Model(abc.ABC):
         Requests may name a version by its label instead of its number.
         """
         return {}
+
+    def explains(
+        self,
+        contributions: Contributions,
+        feature_names: Sequence[str],
+        *,
+        sums_to: str,
+        method: str,
+        classes: Sequence[Any] = (),
+        datatype: str = "FP64",
+    ) -> None:
+        """Declare that the framework computes this model's per-feature contributions.
+
+        ``contributions(inputs)`` gives ``[N, F + 1]`` (``[N, C, F + 1]`` with
+        one block per class of ``classes``), the bias last, each block adding
+        up to what ``sums_to`` names. The core serves it as the output
+        ``contributions``, on ``:explain`` and in metadata
+        (``modelserver.model.explanations``). A model whose own outputs
+        already use that name keeps them and does not explain.
+        """
+        if CONTRIBUTIONS in self.outputs:
+            self.explain_unsupported = f"its own output is named '{CONTRIBUTIONS}'"
+            logger.warning("model %s does not explain: %s", self.name, self.explain_unsupported)
+            return
+        self.explainer = explainer(contributions, feature_names, sums_to, method, classes)
+        self.outputs.add(
+            CONTRIBUTIONS, datatype, self.explainer.shape(), contributions, default=False
+        )
 
     def release(self) -> None:  # noqa: B027 (a hook: most models hold only Python objects)
         """Free what ``load`` took beyond Python objects (a JVM's, a GPU's), once unloaded."""

@@ -7,7 +7,8 @@ startup error that lists what was there.
 
 A runtime names its model files by suffix (``.onnx``, matched in any case)
 or, for formats whose file has a fixed name and no suffix, by that whole
-name (MLflow's ``MLmodel``, matched exactly). A ``--model_dir`` that is a
+name (MLflow's ``MLmodel``, matched exactly); ``warmup.json`` never is a
+model file. A ``--model_dir`` that is a
 URI (``s3://...``, MLflow's ``models:/...``) is refused with what to do
 instead: the server reads local files and never downloads. A runtime
 that serves versions (``Model.versioned``) also takes TF Serving's layout: a
@@ -22,6 +23,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import ModelLoadError
+
+#: Warm-up requests beside a model (``dataplane.warmup``): never the model file itself,
+#: whatever a runtime's suffixes (an XGBoost model may be ``.json`` too).
+WARMUP_FILE = "warmup.json"
 
 #: Model names usable in URLs and as directory names; no path can escape.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -58,6 +63,7 @@ def _candidates(
         p
         for p in directory.iterdir()
         if p.is_file()
+        and p.name != WARMUP_FILE
         and (p.name in names or p.name.lower().endswith(suffixes))
         and (accept is None or accept(p))
     )

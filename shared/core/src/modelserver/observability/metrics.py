@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -105,6 +106,30 @@ FIRST_TOKEN_SECONDS = Histogram(
     buckets=_LATENCY,
     registry=REGISTRY,
 )
+CACHE_HITS = Counter(
+    "modelserver_response_cache_hits",
+    "Inference requests answered from the response cache (--response_cache_size)",
+    ["model"],
+    registry=REGISTRY,
+)
+CACHE_MISSES = Counter(
+    "modelserver_response_cache_misses",
+    "Inference requests the response cache did not hold: computed, then kept",
+    ["model"],
+    registry=REGISTRY,
+)
+CACHE_ENTRIES = Gauge(
+    "modelserver_response_cache_entries",
+    "Answers held in the response cache",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+CACHE_BYTES = Gauge(
+    "modelserver_response_cache_bytes",
+    "Bytes of output data held in the response cache",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
 LOGGER_EVENTS = Counter(
     "modelserver_logger_events",
     "Request/response CloudEvents by outcome (sent, dropped, failed)",
@@ -187,6 +212,18 @@ def batch_observer(model: str) -> Callable[[int, int], None]:
         rows.observe(n_rows)
 
     return observe
+
+
+@dataclass(frozen=True, slots=True)
+class CacheCounters:
+    """A model's response-cache hit and miss counters."""
+
+    hits: Counter
+    misses: Counter
+
+
+def cache_counters(model: str) -> CacheCounters:
+    return CacheCounters(CACHE_HITS.labels(model), CACHE_MISSES.labels(model))
 
 
 def model_state(model: str, state: str, load_seconds: float | None = None) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..dataplane.repository import ModelRepository
+from ..dataplane.response_cache import ResponseCache
 from ..dataplane.served import ServedModel, ServingOptions
 from ..errors import ModelLoadError, excerpt
 from ..model.base import Model
@@ -54,6 +55,12 @@ def build_repository(
         enable_metrics=settings.enable_metrics,
         model_root=Path(settings.model_dir),
         max_inputs=settings.max_inputs,
+        warmup=settings.warmup,
+        cache=(
+            ResponseCache(settings.response_cache_size, settings.response_cache_bytes)
+            if settings.response_cache_size > 0
+            else None
+        ),
     )
 
     def factory(name: str, path: Path) -> ServedModel:

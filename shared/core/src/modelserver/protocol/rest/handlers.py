@@ -23,8 +23,9 @@ from ...codecs import mlflow, v1, v2_rest
 from ...dataplane.context import RequestContext
 from ...dataplane.dataplane import DataPlane
 from ...dataplane.gate import InferenceGate
-from ...errors import InvalidInput, ModelNotImplemented
-from ...types import InferRequest, InferResponse
+from ...errors import InvalidInput
+from ...model.explanations import CONTRIBUTIONS
+from ...types import InferRequest, InferResponse, RequestedOutput
 from . import encoding
 from .exchange import (
     JSON,
@@ -249,8 +250,27 @@ class Handlers:
         return out
 
     async def explain_v1(self, req: HttpRequest) -> Reply:
-        self.repository.get(req.name)
-        raise ModelNotImplemented(f"Model {req.name} has no explainer; only :predict is served")
+        ctx = RequestContext("v1-explain")
+        return await self.gate.serve(
+            req.name, ctx, partial(self._explain_v1, req), headers=req.headers
+        )
+
+    async def _explain_v1(self, req: HttpRequest, ctx: RequestContext) -> Reply:
+        """A v1 predict body answered with the model's contributions, one object per row.
+
+        501 (before the body is read) for a model that declared none.
+        """
+        explainer = self.repository.get_ready(req.name).explainer()
+
+        def decode(body: bytes, name: str) -> InferRequest:
+            request = v1.decode_predict_request(body, name)
+            request.outputs = [RequestedOutput(CONTRIBUTIONS)]
+            return request
+
+        out = await self._infer_with(
+            req, ctx, req.name, decode, partial(v1.encode_explain_response, explainer=explainer)
+        )
+        return 200, out, JSON, []
 
     # -- MLflow's scoring server (Model.protocols has "mlflow") ------------------------------
 
