@@ -16,38 +16,47 @@ from google.protobuf.message import DecodeError
 from modelserver import InvalidInput
 from modelserver import protos as pb
 from modelserver.codecs import mlflow, v1, v2_grpc, v2_rest
+from modelserver.codecs.tensor_data import ALWAYS_DECODED
 from modelserver.dataplane.decode_pool import INLINE_DECODE_BYTES, DecodePool
 from modelserver.dataplane.served import declared_input_limit
 
 LIMIT = 4
-TOO_MANY = "The request has 5 inputs; model 'm' takes at most 4"
+#: More inputs than any limit lets through (a few are always decoded, to be named).
+N = ALWAYS_DECODED + 1
+TOO_MANY = f"The request has {N} inputs; model 'm' takes at most 4"
 
 
 def test_v2_rest_counts_inputs_before_reading_any() -> None:
-    body = orjson.dumps({"inputs": [{"name": f"x{i}"} for i in range(5)]})
+    body = orjson.dumps({"inputs": [{"name": f"x{i}"} for i in range(N)]})
     with pytest.raises(InvalidInput, match=TOO_MANY):
         v2_rest.decode_infer_request(body, None, "m", max_inputs=LIMIT)
     with pytest.raises(InvalidInput, match="missing 'datatype'"):
-        v2_rest.decode_infer_request(body, None, "m", max_inputs=5)
+        v2_rest.decode_infer_request(body, None, "m", max_inputs=N)
+
+
+def test_a_few_inputs_too_many_are_decoded_so_the_wrong_one_is_named() -> None:
+    inputs = [{"name": f"x{i}", "shape": [1], "datatype": "FP64", "data": [1.0]} for i in range(5)]
+    request = v2_rest.decode_infer_request(orjson.dumps({"inputs": inputs}), None, "m", LIMIT)
+    assert [t.name for t in request.inputs] == [f"x{i}" for i in range(5)]
 
 
 def test_v2_grpc_counts_inputs_before_reading_any() -> None:
     msg = pb.ModelInferRequest(model_name="m")
-    for i in range(5):
+    for i in range(N):
         msg.inputs.add(name=f"x{i}", datatype="NOPE")
     with pytest.raises(InvalidInput, match=TOO_MANY):
         v2_grpc.decode_infer_request(msg, None, LIMIT)
     with pytest.raises(InvalidInput, match="unsupported datatype"):
-        v2_grpc.decode_infer_request(msg, None, 5)
+        v2_grpc.decode_infer_request(msg, None, N)
 
 
 @pytest.mark.parametrize(
     "payload",
     [
-        {"inputs": {f"x{i}": [{}] for i in range(5)}},
-        {"instances": [{f"x{i}": None for i in range(5)}]},
-        {"instances": [{"x0": None}, {f"x{i}": None for i in range(1, 5)}]},
-        {"instances": {f"x{i}": {"0": {}} for i in range(5)}},
+        {"inputs": {f"x{i}": [{}] for i in range(N)}},
+        {"instances": [{f"x{i}": None for i in range(N)}]},
+        {"instances": [{"x0": None}, {f"x{i}": None for i in range(1, N)}]},
+        {"instances": {f"x{i}": {"0": {}} for i in range(N)}},
     ],
     ids=["columns", "records", "records-with-holes", "index-oriented"],
 )
@@ -59,9 +68,9 @@ def test_v1_counts_columns_before_building_any(payload: dict) -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        {"dataframe_split": {"columns": [f"x{i}" for i in range(5)], "data": "not rows"}},
-        {"dataframe_records": [{f"x{i}": 1 for i in range(5)}]},
-        {"inputs": {f"x{i}": [{}] for i in range(5)}},
+        {"dataframe_split": {"columns": [f"x{i}" for i in range(N)], "data": "not rows"}},
+        {"dataframe_records": [{f"x{i}": 1 for i in range(N)}]},
+        {"inputs": {f"x{i}": [{}] for i in range(N)}},
     ],
     ids=["split", "records", "inputs"],
 )
@@ -72,7 +81,7 @@ def test_mlflow_counts_columns_before_building_any(payload: dict) -> None:
 
 
 def test_mlflow_csv_columns_are_counted() -> None:
-    body = b"a,b,c,d,e\n1,2,3,4,5\n"
+    body = (",".join(f"c{i}" for i in range(N)) + "\n" + ",".join("1" * N) + "\n").encode()
     with pytest.raises(InvalidInput, match=TOO_MANY):
         mlflow.decode_invocations_request(body, "text/csv", "m", LIMIT)
 
@@ -102,8 +111,11 @@ def test_grpc_parse_and_decode_in_one_step() -> None:
     assert decoded.inputs[0].data.tolist() == [1.5]
     # A model the server does not have: parsed only, for the caller's NOT_FOUND.
     assert v2_grpc.parse_and_decode(raw, {"other": 4}).inputs == []
+    many = pb.ModelInferRequest(model_name="m")
+    for i in range(N):
+        many.inputs.add(name=f"x{i}", datatype="FP32", shape=[1]).contents.fp32_contents.append(1)
     with pytest.raises(InvalidInput, match="takes at most 0"):
-        v2_grpc.parse_and_decode(raw, {"m": 0})
+        v2_grpc.parse_and_decode(many.SerializeToString(), {"m": 0})
     with pytest.raises(DecodeError):
         v2_grpc.parse_and_decode(b"\xff\xff\xff", {"m": 4})
 
@@ -117,7 +129,7 @@ def test_large_bodies_decode_in_the_child_and_small_ones_inline() -> None:
             assert child != os.getpid()
             # The same child serves the next body; its errors raise here.
             assert await pool.decode(INLINE_DECODE_BYTES + 1, os.getpid) == child
-            body = orjson.dumps({"inputs": [{"name": f"x{i}"} for i in range(5)]})
+            body = orjson.dumps({"inputs": [{"name": f"x{i}"} for i in range(N)]})
             with pytest.raises(InvalidInput, match=TOO_MANY):
                 await pool.decode(
                     INLINE_DECODE_BYTES + 1,

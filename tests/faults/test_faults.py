@@ -112,6 +112,8 @@ class Load:
     case: RuntimeCase
     outcomes: list[Outcome] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    #: Set just before the server is sent SIGTERM.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self, clients: int = 2) -> list[threading.Thread]:
         threads = [threading.Thread(target=self.rest, daemon=True) for _ in range(clients)]
@@ -164,6 +166,10 @@ class Load:
                 except grpc.RpcError as exc:
                     code = exc.code()
                     result = "refused" if code == grpc.StatusCode.UNAVAILABLE else str(code)
+                    if code == grpc.StatusCode.CANCELLED and self.stopping.is_set():
+                        # gRPC's core cancels a call that arrived as the server stopped,
+                        # before any handler took it (grpc/grpc#41785): never taken.
+                        result = "refused"
                 self.outcomes.append(Outcome(time.monotonic(), "grpc", result))
                 time.sleep(0.005)
 

@@ -27,15 +27,23 @@ MAX_EXTENT = 2**60
 _LEN = struct.Struct("<I")
 
 
+#: Requests of up to this many inputs are always decoded: cheap, and then the
+#: model's own check names the input it does not take (a misspelt column).
+ALWAYS_DECODED = 64
+
+
 def check_input_count(count: int, limit: int | None, model: str) -> None:
     """Refuse a request of more inputs than the model can take, before any is decoded.
 
     ``limit`` is what the model's declared inputs can hold, or ``--max_inputs``
     for a model that takes any (``ServedModel.max_inputs``); None checks nothing.
     Checked first, it keeps a request of a million one-element inputs from
-    costing a million tensors before its 400.
+    costing a million tensors before its 400. A request of a few inputs
+    (``ALWAYS_DECODED``) is decoded whatever the limit, so that its error names
+    the wrong input rather than counting them; it also spares a model of several
+    signatures (declared by its default one) a count that is not its own.
     """
-    if limit is not None and count > limit:
+    if limit is not None and count > max(limit, ALWAYS_DECODED):
         raise InvalidInput(f"The request has {count} inputs; model '{model}' takes at most {limit}")
 
 
