@@ -298,6 +298,7 @@ def test_model_config_shapes_a_request_as_image_client_does(sklearn_server, esti
     assert {o["name"]: (o["data_type"], o["dims"]) for o in config["output"]} == {
         "predict": ("TYPE_INT64", []),
         "predict_proba": ("TYPE_FP64", [3]),
+        "contributions": ("TYPE_FP64", [3, 5]),  # 3 classes, 4 features and the bias
     }
     grpc_config = tgrpc.InferenceServerClient(sklearn_server.grpc_address).get_model_config(
         "iris", as_json=True

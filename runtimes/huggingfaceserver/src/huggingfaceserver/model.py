@@ -204,6 +204,7 @@ class HuggingFaceModel(Model, TextGenerator):
                 raise ModelLoadError(
                     "This model's tokenizer has no mask token: it cannot fill masks"
                 )
+            self.warmup_text = f"The {self.tokenizer.mask_token} is warming up."
             add("sequence", "BYTES", [-1])
             add("predictions", "BYTES", [-1])
         elif self.task == "text_embedding":

@@ -30,7 +30,7 @@ import orjson
 
 from ..datatypes import datatype_of
 from ..errors import InvalidInput
-from ..model.explanations import Explainer
+from ..model.explanations import CONTRIBUTIONS, Explainer
 from ..types import MISSING_VALUES, InferRequest, InferResponse, RequestedOutput, Tensor
 from .tensor_data import array_to_json, check_input_count
 from .v2_rest import JSON_DUMPS_OPTIONS, loads_object
@@ -181,6 +181,15 @@ def decode_predict_request(
         parameters=params,
         outputs=_outputs_parameter(params),
     )
+
+
+def decode_explain_request(
+    body: bytes, model_name: str, max_inputs: int | None = None
+) -> InferRequest:
+    """Decode a v1 ``:explain`` body: a predict body, asking for the contributions only."""
+    request = decode_predict_request(body, model_name, max_inputs)
+    request.outputs = [RequestedOutput(CONTRIBUTIONS)]
+    return request
 
 
 def payload_tensors(

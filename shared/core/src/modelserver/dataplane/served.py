@@ -132,6 +132,8 @@ class ServedModel:
         self.batcher: Batcher | None = None
         #: Batchers of the model's signatures, made on their first request.
         self._signature_batchers: dict[int, Batcher | None] = {}
+        #: Set while warm-up requests run (``_warm_up``): they are never batched.
+        self._warming = False
         #: The other versions served under this name, by version (ascending).
         self.older: dict[str, ServedModel] = {}
         #: The most inputs a request may have (``declared_input_limit``), set by ``load``.
@@ -203,12 +205,16 @@ class ServedModel:
             logger.info("model %s: no warm-up (%s)", self.name, found.reason)
             return
         recorded, self.metrics = self.metrics, None
+        # Unbatched, as the model's own batcher is made after: a batcher belongs
+        # to the event loop it first ran in, and warm-up runs in one of its own.
+        self._warming = True
         started = time.perf_counter()
         try:
             ran = _blocking(lambda: self._warm(model, found))
         finally:
             self.metrics = recorded
             self.stats = ModelStatistics()
+            self._warming = False
         logger.info(
             "model %s warmed up: %d of %d requests from %s, %d rounds, in %.0f ms",
             self.name,
@@ -505,6 +511,8 @@ class ServedModel:
         return Computed(results, queued_ns, start_ns, end_ns, key is not None)
 
     def _signature_batcher(self, signature: Model) -> Batcher | None:
+        if self._warming:
+            return None
         key = id(signature)
         if key not in self._signature_batchers:
             self._signature_batchers[key] = self._batcher(signature)

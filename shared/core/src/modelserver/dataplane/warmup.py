@@ -49,8 +49,6 @@ logger = logging.getLogger(__name__)
 
 #: How many times each warm-up request runs.
 ROUNDS = 3
-#: What a BYTES input of a metadata-built request holds.
-TEXT = b"warm-up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +101,7 @@ def from_metadata(model: Model, name: str) -> tuple[list[InferRequest], str]:
         return [], "the model declares no inputs"
     tensors = []
     for spec in specs:
-        tensor = _tensor(spec)
+        tensor = _tensor(spec, model.warmup_text.encode())
         if tensor is None:
             return [], f"input '{spec.get('name')}' has datatype {spec.get('datatype')!r}"
         tensors.append(tensor)
@@ -115,7 +113,7 @@ def from_metadata(model: Model, name: str) -> tuple[list[InferRequest], str]:
     return requests, ""
 
 
-def _tensor(spec: dict[str, Any]) -> Tensor | None:
+def _tensor(spec: dict[str, Any], text: bytes) -> Tensor | None:
     datatype = str(spec.get("datatype", ""))
     dtype = dtype_of(datatype)
     if dtype is None:
@@ -123,7 +121,7 @@ def _tensor(spec: dict[str, Any]) -> Tensor | None:
     shape = tuple(1 if int(d) < 0 else int(d) for d in spec.get("shape", ()))
     if datatype == "BYTES":
         data = np.empty(shape, dtype=object)
-        data.fill(TEXT)
+        data.fill(text)
     else:
         data = np.zeros(shape, dtype=dtype)
     return Tensor(str(spec["name"]), datatype, shape, data)

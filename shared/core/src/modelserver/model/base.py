@@ -53,6 +53,9 @@ class Model(abc.ABC):
     #: Whether concurrent requests may share one predict call (rows stacked);
     #: the data plane batches only when this holds and ``--max_batch_size`` > 0.
     batchable: bool = True
+    #: The text a BYTES input of a warm-up request built from metadata holds:
+    #: one the model takes (a fill-mask model needs its mask token in it).
+    warmup_text: str = "warm-up"
     #: Whether the model scores missing feature values (NaN), as tree boosters
     #: do: then table rows that lack a column reach it as NaN, as KServe hands
     #: them over; otherwise such a request is a 400 naming the column.

@@ -24,8 +24,7 @@ from ...dataplane.context import RequestContext
 from ...dataplane.dataplane import DataPlane
 from ...dataplane.gate import InferenceGate
 from ...errors import InvalidInput
-from ...model.explanations import CONTRIBUTIONS
-from ...types import InferRequest, InferResponse, RequestedOutput
+from ...types import InferRequest, InferResponse
 from . import encoding
 from .exchange import (
     JSON,
@@ -261,15 +260,8 @@ class Handlers:
         501 (before the body is read) for a model that declared none.
         """
         explainer = self.repository.get_ready(req.name).explainer()
-
-        def decode(body: bytes, name: str) -> InferRequest:
-            request = v1.decode_predict_request(body, name)
-            request.outputs = [RequestedOutput(CONTRIBUTIONS)]
-            return request
-
-        out = await self._infer_with(
-            req, ctx, req.name, decode, partial(v1.encode_explain_response, explainer=explainer)
-        )
+        encode = partial(v1.encode_explain_response, explainer=explainer)
+        out = await self._infer_with(req, ctx, req.name, v1.decode_explain_request, encode)
         return 200, out, JSON, []
 
     # -- MLflow's scoring server (Model.protocols has "mlflow") ------------------------------
