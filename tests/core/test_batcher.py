@@ -32,7 +32,7 @@ class Recorder:
         return {name: values * (i + 2) for i, name in enumerate(names)}
 
 
-async def run_inline(fn: Any, *args: Any, pool: bool = False) -> tuple[Any, int, int]:
+async def run_inline(fn: Any, *args: Any, deadline: float | None = None) -> tuple[Any, int, int]:
     """The runner's contract: the result with its start and end times."""
     await asyncio.sleep(0.01)  # a predict that takes a while lets others queue
     return fn(*args), 1, 2

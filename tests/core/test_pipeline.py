@@ -301,35 +301,34 @@ def test_a_failing_row_fails_its_batch_with_the_models_error_mapped() -> None:
 # -- where predict runs -------------------------------------------------------------------------
 
 
-def test_a_limited_request_runs_predict_in_the_pool_never_inline() -> None:
+@pytest.mark.parametrize("batch", [0, 8], ids=["unbatched", "batcher"])
+def test_a_limited_request_runs_inline_only_once_predict_proved_fast_with_room(batch: int) -> None:
+    """A time limit forces the pool only while predict could outlast it.
+
+    Unproved (no call timed yet) or with little of the limit left, predict
+    runs in the pool, where the limit can interrupt the wait; once it has
+    proved fast and the limit leaves ample room, inline like any request.
+    """
     model = Arith()
-    served = loaded(model, options(predict_executor="inline"))
+    served = loaded(model, options(predict_executor="inline", max_batch_size=batch))
+    assert (served.batcher is not None) == bool(batch)
 
     async def main() -> str:
+        def ctx(left_s: float) -> RequestContext:
+            return RequestContext("t", deadline=asyncio.get_running_loop().time() + left_s)
+
+        await served.infer(request("arith", tensor("x", X)), ctx(30.0))  # nothing proved yet
         await served.infer(request("arith", tensor("x", X)), RequestContext("t"))
-        await served.infer(request("arith", tensor("x", X)), RequestContext("t", limited=True))
+        await served.infer(request("arith", tensor("x", X)), ctx(30.0))  # fast, ample room
+        await served.infer(request("arith", tensor("x", X)), ctx(0.005))  # too little left
         return threading.current_thread().name
 
     loop_thread = asyncio.run(main())
-    inline, limited = model.threads
-    assert inline == loop_thread
-    assert limited.startswith("predict"), limited
-
-
-def test_a_limited_request_goes_to_the_pool_through_the_batcher_too() -> None:
-    model = Arith()
-    served = loaded(model, options(predict_executor="inline", max_batch_size=8))
-    assert served.batcher is not None
-
-    async def main() -> str:
-        await served.infer(request("arith", tensor("x", X)), RequestContext("t"))
-        await served.infer(request("arith", tensor("x", X)), RequestContext("t", limited=True))
-        return threading.current_thread().name
-
-    loop_thread = asyncio.run(main())
-    inline, limited = model.threads
-    assert inline == loop_thread
-    assert limited.startswith("predict"), "a batch with a time limit ran on the event loop"
+    unproved, unlimited, roomy, tight = model.threads
+    assert unproved.startswith("predict"), "an unproved predict ran inline under a limit"
+    assert unlimited == loop_thread
+    assert roomy == loop_thread, "a proved-fast predict with ample time left went to the pool"
+    assert tight.startswith("predict"), "a predict with little time left ran inline"
 
 
 # -- clients that leave -------------------------------------------------------------------------

@@ -88,8 +88,8 @@ class _Pending:
     inputs: Any
     rows: int
     future: asyncio.Future[Batched] = field(repr=False)
-    #: A time limit applies to this request: its batch must run in the pool.
-    pool: bool = False
+    #: The request's time limit (event-loop time): its batch runs within the earliest.
+    deadline: float | None = None
 
 
 class Batcher:
@@ -120,17 +120,17 @@ class Batcher:
         self._worker: asyncio.Task[None] | None = None
 
     async def submit(
-        self, inputs: Any, names: list[str], key: Hashable, pool: bool = False
+        self, inputs: Any, names: list[str], key: Hashable, deadline: float | None = None
     ) -> Batched:
         """Queue one request's inputs; its own slice of the batch's outputs comes back.
 
         Cancelling the wait (a client that left) takes the request out of any
-        batch not yet started. ``pool``: a time limit applies to this request,
-        so the batch it joins runs in the pool, never inline.
+        batch not yet started. ``deadline``: the request's time limit, so the
+        batch it joins runs inline only if it can end well before it.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Batched] = loop.create_future()
-        self._queue.append(_Pending(key, inputs, _rows(inputs), future, pool))
+        self._queue.append(_Pending(key, inputs, _rows(inputs), future, deadline))
         self._arrived.set()
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._serve(), name=f"batcher-{self.model_name}")
@@ -183,8 +183,11 @@ class Batcher:
             self.observe(len(batch), total)
         try:
             inputs = _concat([item.inputs for item in batch])
-            pool = any(item.pool for item in batch)
-            results, start_ns, end_ns = await self.run(self.compute, inputs, names, pool=pool)
+            limits = [item.deadline for item in batch if item.deadline is not None]
+            deadline = min(limits) if limits else None
+            results, start_ns, end_ns = await self.run(
+                self.compute, inputs, names, deadline=deadline
+            )
             if self.executed is not None:
                 self.executed(total, start_ns, end_ns)
             slices = _split(results, [item.rows for item in batch], total)

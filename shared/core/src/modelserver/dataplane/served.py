@@ -3,7 +3,8 @@
 The pipeline of one inference, in order: select the outputs (from the
 model's output table), preprocess (the model's, per request), batch or
 queue, run ``compute`` (inline on the event loop or in the pool, as the
-runner decides; in the pool whenever a time limit applies), then pack the
+runner decides; under a time limit inline only when predict is proved fast
+enough to end well inside it), then pack the
 outputs as tensors. Around it: metrics, Triton-style statistics, trace
 phases, the client's disconnect (queued work of a client that left is
 dropped) and the in-flight count that unload waits for. Errors from the
@@ -331,10 +332,10 @@ class ServedModel:
         queued_ns = time.time_ns()
         try:
             if batcher is not None and key is not None:
-                work = batcher.submit(inputs, names, key, pool=ctx.limited)
+                work = batcher.submit(inputs, names, key, deadline=ctx.deadline)
             else:
-                work = self.runner.run(model.compute, inputs, names, pool=ctx.limited)
-            if key is None and self.runner.inline and not ctx.limited:
+                work = self.runner.run(model.compute, inputs, names, deadline=ctx.deadline)
+            if key is None and self.runner.inline_for(ctx.deadline):
                 results, start_ns, end_ns = await work
             else:
                 results, start_ns, end_ns = await abandon_on_disconnect(work, ctx.disconnected)
