@@ -160,7 +160,7 @@ class ServedModel:
         if opts.max_batch_size <= 0:
             return None
         if not model.batchable or model.outputs.dynamic:
-            logger.warning("model %s: adaptive batching is off; this model cannot batch", self.name)
+            logger.info("model %s: adaptive batching is off; this model cannot batch", self.name)
             return None
         return Batcher(
             self.name,
@@ -170,6 +170,7 @@ class ServedModel:
             opts.max_batch_delay_s,
             observe=metrics.batch_observer(self.name) if opts.enable_metrics else None,
             executed=self._executed,
+            parallel=getattr(opts.executor, "_max_workers", 1),
         )
 
     def _executed(self, rows: int, start_ns: int, end_ns: int) -> None:
@@ -331,11 +332,17 @@ class ServedModel:
         key = batch_key(inputs, names) if batcher is not None else None
         queued_ns = time.time_ns()
         try:
+            queued = False
             if batcher is not None and key is not None:
-                work = batcher.submit(inputs, names, key, deadline=ctx.deadline)
+                rows = rows_of(inputs)
+                if batcher.alone(rows):
+                    work = batcher.run_alone(inputs, names, ctx.deadline, rows)
+                else:
+                    work = batcher.enqueue(inputs, names, key, ctx.deadline, rows)
+                    queued = True
             else:
                 work = self.runner.run(model.compute, inputs, names, deadline=ctx.deadline)
-            if key is None and self.runner.inline_for(ctx.deadline):
+            if not queued and self.runner.inline_for(ctx.deadline):
                 results, start_ns, end_ns = await work
             else:
                 results, start_ns, end_ns = await abandon_on_disconnect(work, ctx.disconnected)

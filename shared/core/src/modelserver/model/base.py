@@ -47,7 +47,9 @@ class Model(abc.ABC):
     #: Exceptions from the model's code that mean the input was wrong (answered 400).
     input_errors: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, IndexError)
     #: Whether concurrent requests may share one predict call (rows stacked);
-    #: the data plane batches only when this holds and ``--max_batch_size`` > 0.
+    #: the data plane batches only when this holds and ``--max_batch_size`` > 0
+    #: (the default). A model whose answer for a row depends on the other rows
+    #: of the call must set it False.
     batchable: bool = True
     #: Whether the model scores missing feature values (NaN), as tree boosters
     #: do: then table rows that lack a column reach it as NaN, as KServe hands
