@@ -155,13 +155,13 @@ class ScenarioRunner:
                 say(f"   gRPC check {label:<18} {self.grpc_checks[label].detail}")
 
     def _grpc_check(self, server: Server) -> checks.GrpcCheck:
-        paths = self.ctx.paths
+        paths, prefix = self.ctx.paths, server.target.payloads
         return checks.check_grpc(
             paths.ours_python,
             paths.tools / "grpc_check.py",
             server.ports.grpc,
-            paths.payloads / "grpc-1.frame",
-            self.ctx.expected["rows1"],
+            paths.payloads / f"{prefix}grpc-1.frame",
+            self.ctx.expected[f"{prefix}rows1"],
         )
 
     def warm_and_measure_rss(self) -> None:

@@ -71,6 +71,17 @@ def predictions(status: int, headers: dict[str, str], body: bytes) -> tuple[list
     return _flatten(document["outputs"][0]["data"]), "json"
 
 
+def matches(values: list[Any], expected: list[Any]) -> bool:
+    """Class labels exactly; scores (floats: probabilities) within float32 rounding."""
+    if len(values) != len(expected):
+        return False
+    if all(isinstance(e, int) for e in expected):
+        return [int(v) for v in values] == expected
+    return all(
+        abs(float(v) - e) <= 1e-4 + 1e-3 * abs(e) for v, e in zip(values, expected, strict=True)
+    )
+
+
 def post(
     url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0
 ) -> tuple[int, dict[str, str], bytes]:
@@ -87,7 +98,7 @@ def check_rest(url: str, body: bytes, headers: dict[str, str], expected: list[An
         values, kind = predictions(*post(url, body, headers))
     except (OSError, ValueError, KeyError, IndexError, struct.error) as exc:
         return Check(False, f"{type(exc).__name__}: {exc}")
-    if [int(v) for v in values] != expected:
+    if not matches(values, expected):
         return Check(False, f"wrong predictions: {values[:8]}... expected {expected[:8]}...", kind)
     return Check(True, f"{len(values)} correct predictions", kind)
 
@@ -115,6 +126,6 @@ def check_grpc(
     if code != "OK":
         return GrpcCheck(False, f"grpc-status {code}: {result['details']}", "grpc", code)
     values = result["predictions"]
-    ok = [int(v) for v in values] == expected
+    ok = matches(values, expected)
     detail = "grpc-status 0, correct predictions" if ok else f"wrong predictions {values}"
     return GrpcCheck(ok, detail, "grpc", code, int(result["response_frame_bytes"]))

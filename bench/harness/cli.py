@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         "mlflow (one MLflow model: our mlflowserver vs MLServer's MLflow runtime, pinned)",
     )
     add("--workers", type=int, default=2, help="worker processes for the workers scenario")
+    add(
+        "--framework",
+        type=_csv,
+        default=[],
+        help=f"per-framework comparison(s) instead of the main scenario, from "
+        f"{', '.join(targets.FRAMEWORK_RUNTIMES)}: ours, KServe's runtime, MLServer's (where "
+        "installable) and the bare route on the framework's iris sample",
+    )
     add("--no-pin", action="store_true", help="do not pin server and load generator to CPUs")
     add("--profile", action="store_true", help="also sample our server under load with py-spy")
     add("--profile-only", action="store_true", help="only the py-spy profile")
@@ -158,6 +166,20 @@ def mlflow_scenario(args: argparse.Namespace, loads: list[Load]) -> Scenario:
     return _scenario(args, "mlflow", title, chosen, mlflow_loads, comparisons)
 
 
+def framework_scenario(args: argparse.Namespace, framework: str, loads: list[Load]) -> Scenario:
+    if framework not in targets.FRAMEWORK_RUNTIMES:
+        known = ", ".join(targets.FRAMEWORK_RUNTIMES)
+        raise SystemExit(f"unknown framework {framework!r}; choose from {known}")
+    chosen = targets.framework_targets(framework, args.ours_args)
+    ours = chosen[0].label
+    comparisons = [(ours, t.label) for t in chosen[1:]]
+    title = f"{framework}: each server on one core, load generator on the other(s)"
+    missing = targets.MLSERVER_MISSING.get(framework)
+    if missing:
+        title += f" (no MLServer: {missing})"
+    return _scenario(args, f"framework-{framework}", title, chosen, loads, comparisons)
+
+
 def _loads(names: list[str]) -> list[Load]:
     unknown = [n for n in names if n not in LOADS_BY_NAME]
     if unknown:
@@ -183,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         directory.mkdir(parents=True, exist_ok=True)
     loads = _loads(args.loads)
     scenarios: list[Scenario] = []
-    if not args.profile_only:
+    if args.framework and not args.profile_only:
+        scenarios += [framework_scenario(args, fw, loads) for fw in args.framework]
+    elif not args.profile_only:
         if "main" in args.scenarios:
             scenarios.append(main_scenario(args, loads))
         if "workers" in args.scenarios:
@@ -198,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         expected = json.loads((paths.payloads / "expected.json").read_text())
     else:
         try:
-            expected = envs.setup(paths, venvs)
+            expected = envs.setup(paths, venvs, args.framework)
         except envs.SetupError as exc:
             say(f"setup failed: {exc}")
             return 2

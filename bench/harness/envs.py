@@ -97,18 +97,19 @@ def ensure_ours(paths: Paths) -> None:
     _run(["make", "install", f"PYTHON={sys.executable}"], cwd=paths.repo)
 
 
-def ensure_data(paths: Paths) -> dict[str, Any]:
-    """Train the model file once and (re)write the request bodies and expected answers."""
+def ensure_data(paths: Paths, frameworks: list[str] | None = None) -> dict[str, Any]:
+    """Train the model files once and (re)write the request bodies and expected answers."""
+    extra = [arg for fw in frameworks or [] for arg in ("--framework", fw)]
     _run(
-        [str(paths.ours_python), str(paths.tools / "payloads.py"), str(paths.data)],
+        [str(paths.ours_python), str(paths.tools / "payloads.py"), str(paths.data), *extra],
         cwd=paths.repo,
     )
     return json.loads((paths.payloads / "expected.json").read_text())
 
 
-def setup(paths: Paths, venvs: list[str]) -> dict[str, Any]:
+def setup(paths: Paths, venvs: list[str], frameworks: list[str] | None = None) -> dict[str, Any]:
     ensure_system_tools()
     ensure_ours(paths)
     for name in venvs:
         ensure_venv(paths, name)
-    return ensure_data(paths)
+    return ensure_data(paths, frameworks)

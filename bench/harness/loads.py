@@ -37,6 +37,8 @@ class Load:
     rows: int
     connections: int
     streams: int = 1  # gRPC: concurrent streams per connection
+    #: Extra request headers (gRPC: e.g. the client deadline real clients send).
+    extra_headers: tuple[str, ...] = ()
 
     @property
     def concurrency(self) -> int:
@@ -79,6 +81,15 @@ LOADS = [
     Load("v1-1row-c32", "v1 REST, 1 row, c=32", V1, "v1-1.json", 1, 32),
     Load("grpc-1row-c1", "v2 gRPC, 1 row, c=1", GRPC, "grpc-1.frame", 1, 1),
     Load("grpc-1row-c32", "v2 gRPC, 1 row, 32 connections", GRPC, "grpc-1.frame", 1, 32),
+    Load(
+        "grpc-1row-c32-deadline",
+        "v2 gRPC, 1 row, 32 connections, client deadline (grpc-timeout 10S)",
+        GRPC,
+        "grpc-1.frame",
+        1,
+        32,
+        extra_headers=("grpc-timeout: 10S",),
+    ),
     Load(
         "grpc-1row-1x32",
         "v2 gRPC, 1 row, 1 connection x 32 streams",
@@ -208,6 +219,7 @@ def run_h2load(
         "-t", str(_threads(layout, load.connections)), "-c", str(load.connections),
         "-m", str(load.streams), "-D", str(seconds),
         "-d", str(frame), "-H", "content-type: application/grpc", "-H", "te: trailers",
+        *(arg for header in load.extra_headers for arg in ("-H", header)),
         "--log-file", str(log), f"http://127.0.0.1:{port}{load.path()}",
     ]  # fmt: skip
     text, cpu = _run_measured(argv, scratch / "h2load.out", seconds + 60)

@@ -105,7 +105,11 @@ def kserve(label: str = "kserve", request_logs: bool = False) -> Target:
 
 
 def mlserver(
-    label: str = "mlserver", parallel_workers: int | None = 0, mlflow: bool = False
+    label: str = "mlserver",
+    parallel_workers: int | None = 0,
+    mlflow: bool = False,
+    implementation: str = "",
+    framework: str = "",
 ) -> Target:
     """MLServer with ``parallel_workers`` (None: its default, an inference pool of 1 process).
 
@@ -126,12 +130,15 @@ def mlserver(
         if parallel_workers is not None:
             settings["parallel_workers"] = parallel_workers
         (run_dir / "settings.json").write_text(json.dumps(settings, indent=2))
-        implementation, uri = "mlserver_sklearn.SKLearnModel", paths.model_dir / "model.joblib"
+        runtime, uri = "mlserver_sklearn.SKLearnModel", paths.model_dir / "model.joblib"
         if mlflow:
-            implementation, uri = "mlserver_mlflow.MLflowRuntime", paths.mlflow_model_dir
+            runtime, uri = "mlserver_mlflow.MLflowRuntime", paths.mlflow_model_dir
+        if framework:
+            model_dir = framework_model_dir(paths, framework)
+            runtime, uri = implementation, next(model_dir.glob("model.*"))
         model_settings = {
             "name": MODEL_NAME,
-            "implementation": implementation,
+            "implementation": runtime,
             "parameters": {"uri": str(uri)},
         }
         (model / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
@@ -146,6 +153,8 @@ def mlserver(
     runtime = (
         "mlserver-mlflow MLflowRuntime (mlflow 3.17.2)"
         if mlflow
+        else f"mlserver-{framework} {implementation.rsplit('.', 1)[-1]}"
+        if framework
         else "mlserver-sklearn SKLearnModel"
     )
     return Target(
@@ -155,7 +164,7 @@ def mlserver(
         build,
         unsupported={V2_BINARY: MLSERVER_NO_BINARY, V1: MLSERVER_NO_V1},
         venv=venv,
-        payloads="mlflow-" if mlflow else "",
+        payloads="mlflow-" if mlflow else f"{framework}-" if framework else "",
     )
 
 
@@ -174,6 +183,98 @@ def bare(label: str = "bare") -> Target:
         build,
         unsupported={V1: BARE_ONLY_V2, GRPC: BARE_ONLY_V2},
     )
+
+
+#: ``--framework``: our runtime for each framework the per-framework comparison covers.
+FRAMEWORK_RUNTIMES = {"xgboost": "xgbserver", "lightgbm": "lgbserver"}
+#: Frameworks whose MLServer runtime is not in bench/.envs/mlserver, and why.
+MLSERVER_MISSING = {
+    "xgboost": "mlserver-xgboost needs the `xgboost` wheel, which on Linux requires "
+    "nvidia-nccl-cu12 (a CUDA library); the CPU-only `xgboost-cpu` does not satisfy it",
+}
+#: MLServer's runtime class per framework (from mlserver-<framework> on PyPI).
+MLSERVER_RUNTIMES = {"lightgbm": "mlserver_lightgbm.LightGBMModel"}
+
+
+def framework_model_dir(paths: Paths, framework: str) -> Path:
+    """The framework's model directory, as bench/tools/payloads.py wrote it."""
+    expected = json.loads((paths.payloads / "expected.json").read_text())
+    return Path(expected[f"{framework}_model"])
+
+
+def framework_targets(framework: str, ours_args: str = "") -> list[Target]:
+    """Ours, KServe's runtime, MLServer's (where installable) and the bare route for one framework.
+
+    All serve the same model file (the framework's iris sample) under ``iris``
+    and are sent the bodies prefixed ``<framework>-``.
+    """
+    prefix = f"{framework}-"
+    runtime = FRAMEWORK_RUNTIMES[framework]
+    extra = shlex.split(ours_args)
+
+    def build_ours(paths: Paths, ports: Ports) -> Launch:
+        argv = [
+            str(paths.ours_python), "-m", runtime,
+            "--model_name", MODEL_NAME, "--model_dir", str(framework_model_dir(paths, framework)),
+            "--http_port", str(ports.http), "--grpc_port", str(ports.grpc), "--workers", "1",
+            *extra,
+        ]  # fmt: skip
+        return Launch(argv, paths.repo)
+
+    def build_kserve(paths: Paths, ports: Ports) -> Launch:
+        argv = [
+            str(paths.venv_bin("kserve")), str(paths.servers / "kserve_boost.py"),
+            "--framework", framework, "--model_name", MODEL_NAME,
+            "--model_dir", str(framework_model_dir(paths, framework)),
+            "--http_port", str(ports.http), "--grpc_port", str(ports.grpc), "--workers", "1",
+            "--enable_latency_logging", "false",
+        ]  # fmt: skip
+        return Launch(argv, paths.repo)
+
+    def build_bare(paths: Paths, ports: Ports) -> Launch:
+        argv = [
+            str(paths.ours_python), str(paths.servers / "bare.py"), "--framework", framework,
+            "--model_dir", str(framework_model_dir(paths, framework)), "--port", str(ports.http),
+        ]  # fmt: skip
+        return Launch(argv, paths.repo)
+
+    found = [
+        Target(
+            f"ours-{framework}",
+            "ours",
+            f"python -m {runtime} --workers 1 {ours_args}".strip(),
+            build_ours,
+            payloads=prefix,
+        ),
+        Target(
+            f"kserve-{framework}",
+            "kserve",
+            f"kserve 0.21.0 ModelServer + KServe's {framework} runtime as documented "
+            "(bench/servers/kserve_boost.py)",
+            build_kserve,
+            venv="kserve",
+            payloads=prefix,
+        ),
+    ]
+    if framework in MLSERVER_RUNTIMES:
+        found.append(
+            mlserver(
+                f"mlserver-{framework}",
+                implementation=MLSERVER_RUNTIMES[framework],
+                framework=framework,
+            )
+        )
+    found.append(
+        Target(
+            f"bare-{framework}",
+            "bare",
+            f"uvicorn + Starlette, one route: the {framework} booster's predict inline",
+            build_bare,
+            unsupported={V1: BARE_ONLY_V2, GRPC: BARE_ONLY_V2},
+            payloads=prefix,
+        )
+    )
+    return found
 
 
 #: Targets ``--servers`` can name; the first five run by default.

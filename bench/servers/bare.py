@@ -69,10 +69,10 @@ async def ready(request: Request) -> Response:
     return Response(b'{"ready":true}', media_type=JSON)
 
 
-def build_app(model: Any, name: str) -> Starlette:
+def build_app(model: Any, name: str, datatype: str = "INT64") -> Starlette:
     async def infer(request: Request) -> Response:
         payload, x = await read_v2(request)
-        return v2_reply(payload, name, "predict", "INT64", model.predict(x))
+        return v2_reply(payload, name, "predict", datatype, model.predict(x))
 
     return Starlette(
         routes=[
@@ -98,14 +98,43 @@ def serve(app: Starlette, port: int, host: str = "0.0.0.0") -> None:
     )
 
 
+class Inplace:
+    """An XGBoost Booster scored on the array itself (``inplace_predict``, no DMatrix)."""
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def predict(self, x: np.ndarray) -> Any:
+        return self.booster.inplace_predict(x)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model_dir", type=Path, required=True)
     parser.add_argument("--model_name", default="iris")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--framework",
+        default="sklearn",
+        choices=["sklearn", "xgboost", "lightgbm"],
+        help="sklearn: the joblib file's predict; xgboost: Booster.inplace_predict; "
+        "lightgbm: Booster.predict on the array (FP32 scores out)",
+    )
     args = parser.parse_args()
-    model = joblib.load(next(args.model_dir.glob("*.joblib")))
-    serve(build_app(model, args.model_name), args.port)
+    if args.framework == "sklearn":
+        model = joblib.load(next(args.model_dir.glob("*.joblib")))
+        serve(build_app(model, args.model_name), args.port)
+        return
+    model_file = str(next(args.model_dir.glob("model.*")))
+    if args.framework == "xgboost":
+        import xgboost
+
+        scorer: Any = Inplace(xgboost.Booster(model_file=model_file))
+    else:
+        import lightgbm
+
+        scorer = lightgbm.Booster(model_file=model_file)
+    serve(build_app(scorer, args.model_name, "FP32"), args.port)
 
 
 if __name__ == "__main__":

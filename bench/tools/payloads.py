@@ -161,11 +161,67 @@ def write_all(out: Path) -> dict[str, Any]:
     return expected
 
 
+#: --framework: the sample each framework's comparison serves (examples/sample_models.py).
+FRAMEWORK_SAMPLES = {"xgboost": "iris-json", "lightgbm": "iris"}
+
+
+def framework_predict(framework: str, model_dir: Path) -> Any:
+    """The framework's own in-process prediction for FP32 rows (what every server must answer)."""
+    if framework == "xgboost":
+        import xgboost
+
+        booster = xgboost.Booster(model_file=str(next(model_dir.glob("model.*"))))
+        return lambda rows: booster.inplace_predict(rows.astype(np.float32))
+    import lightgbm
+
+    model = lightgbm.Booster(model_file=str(next(model_dir.glob("model.*"))))
+    return lambda rows: model.predict(rows.astype(np.float32))
+
+
+def write_framework(out: Path, framework: str) -> dict[str, Any]:
+    """One framework's iris sample, its bodies (prefixed ``<framework>-``) and answers."""
+    samples = out / "samples"
+    model_dir = samples / framework / FRAMEWORK_SAMPLES[framework]
+    if not model_dir.exists():
+        sample_models.write(framework, samples, {FRAMEWORK_SAMPLES[framework]})
+    predict = framework_predict(framework, model_dir)
+    x, _ = load_iris(return_X_y=True)
+    one, big = x[:1], np.resize(x, (BIG_ROWS, x.shape[1]))
+    binary, header_length = v2_binary(big)
+    payloads = out / "payloads"
+    payloads.mkdir(parents=True, exist_ok=True)
+    files = {
+        "v2-1.json": v2_json(one),
+        "v2-1000.json": v2_json(big),
+        "v2-1000.bin": binary,
+        "v1-1.json": v1_json(one),
+        "grpc-1.frame": grpc_frame(one),
+    }
+    for name, data in files.items():
+        (payloads / f"{framework}-{name}").write_bytes(data)
+    return {
+        f"{framework}_model": str(model_dir),
+        f"{framework}-rows1": np.asarray(predict(one)).ravel().tolist(),
+        f"{framework}-rows1000": np.asarray(predict(big)).ravel().tolist(),
+        f"{framework}-binary_header_length": header_length,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
+    parser.add_argument(
+        "--framework",
+        action="append",
+        default=[],
+        choices=sorted(FRAMEWORK_SAMPLES),
+        help="also write this framework's model, bodies and answers (repeatable)",
+    )
     args = parser.parse_args()
     expected = write_all(args.out)
+    for framework in args.framework:
+        expected.update(write_framework(args.out, framework))
+    (args.out / "payloads" / "expected.json").write_text(json.dumps(expected))
     print(json.dumps({"model": expected["model"], "rows1": expected["rows1"]}))
 
 

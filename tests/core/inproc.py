@@ -143,8 +143,8 @@ class Disconnect:
     async def wait(self) -> None:
         await self.left.wait()
 
-    def context(self, protocol: str = "test", limited: bool = False) -> RequestContext:
-        return RequestContext(protocol, limited=limited, disconnected=self.wait)
+    def context(self, protocol: str = "test", deadline: float | None = None) -> RequestContext:
+        return RequestContext(protocol, deadline=deadline, disconnected=self.wait)
 
 
 async def eventually(condition: Callable[[], bool], what: str) -> None:

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from modelserver.dataplane.batching import Batcher, batch_key
-from modelserver.errors import InferenceError
+from modelserver.dataplane.batching import PROBE_EVERY, SOLO_AFTER, Batcher, batch_key
 
 
 class Recorder:
@@ -32,7 +31,7 @@ class Recorder:
         return {name: values * (i + 2) for i, name in enumerate(names)}
 
 
-async def run_inline(fn: Any, *args: Any, pool: bool = False) -> tuple[Any, int, int]:
+async def run_inline(fn: Any, *args: Any, deadline: float | None = None) -> tuple[Any, int, int]:
     """The runner's contract: the result with its start and end times."""
     await asyncio.sleep(0.01)  # a predict that takes a while lets others queue
     return fn(*args), 1, 2
@@ -82,7 +81,8 @@ def test_batches_respect_max_rows_but_never_split_a_request() -> None:
         return await submit_all(batcher, requests)
 
     results = asyncio.run(main())
-    assert [len(b) for b in recorder.batches] == [10, 10, 10, 20]
+    # the 20 rows could join nothing: they ran at once, on their own
+    assert [len(b) for b in recorder.batches] == [20, 10, 10, 10]
     np.testing.assert_array_equal(results[-1][0][1], np.full((20, 2), 198.0))
 
 
@@ -107,31 +107,44 @@ def test_different_width_dtype_or_outputs_are_not_merged() -> None:
     np.testing.assert_array_equal(results[3][1][1], np.ones((1, 4)) * 3)
 
 
-def test_a_failing_batch_fails_only_its_own_requests() -> None:
+def test_a_failing_batch_is_rerun_alone_so_only_the_failing_request_fails() -> None:
     recorder = Recorder(fail_on=-1.0)
     good_wide = [(np.ones((1, 3)), ["predict"]) for _ in range(3)]
-    poisoned = [(np.ones((1, 4)), ["predict"]), (np.full((1, 4), -1.0), ["predict"])]
+    good = (np.ones((1, 4)), ["predict"])
+    poisoned = (np.full((1, 4), -1.0), ["predict"])
 
     async def main() -> list[Any]:
         batcher = Batcher("m", recorder.compute, run_inline, max_batch_size=64, max_delay_s=0.05)
-        return await submit_all(batcher, poisoned + good_wide)
+        return await submit_all(batcher, [good, poisoned, *good_wide])
 
     results = asyncio.run(main())
-    assert all(isinstance(r, ValueError) for r in results[:2])
+    np.testing.assert_array_equal(results[0][0][1], np.ones((1, 4)) * 2)
+    assert isinstance(results[1], ValueError)
     for r in results[2:]:
         np.testing.assert_array_equal(r[0][1], np.ones((1, 3)) * 2)
+    # the poisoned batch ran once together, then each of its two requests alone
+    assert sorted(len(b) for b in recorder.batches) == [1, 1, 2, 3]
 
 
-def test_outputs_without_one_row_per_input_row_fail_the_batch() -> None:
+def test_outputs_without_one_row_per_input_row_turn_batching_off() -> None:
+    calls: list[int] = []
+
     def compute(inputs: Any, names: list[str]) -> dict[str, Any]:
-        return {"predict": np.zeros(len(inputs) + 1)}
+        calls.append(len(inputs))
+        return {"predict": np.array(float(inputs.sum()))}  # one value per call, not per row
 
-    async def main() -> list[Any]:
+    async def main() -> tuple[Batcher, list[Any], list[Any]]:
         batcher = Batcher("m", compute, run_inline, max_batch_size=8)
-        return await submit_all(batcher, [(np.ones((2, 2)), ["predict"])] * 3)
+        first = await submit_all(batcher, [(np.ones((2, 2)), ["predict"])] * 3)
+        later = await submit_all(batcher, [(np.ones((1, 2)), ["predict"])] * 3)
+        return batcher, first, later
 
-    results = asyncio.run(main())
-    assert all(isinstance(r, InferenceError) for r in results)
+    batcher, first, later = asyncio.run(main())
+    assert batcher.disabled
+    # every request still gets what predict gives it alone
+    assert [r[0][1] for r in first] == [4.0] * 3
+    assert [r[0][1] for r in later] == [2.0] * 3
+    assert calls == [6, 2, 2, 2, 1, 1, 1]
 
 
 def test_dataframes_batch_by_columns() -> None:
@@ -171,3 +184,54 @@ def test_observer_sees_every_batch() -> None:
 def test_zero_batch_size_is_refused() -> None:
     with pytest.raises(ValueError):
         Batcher("m", Recorder().compute, run_inline, max_batch_size=0)
+
+
+#: The task each ``run_now`` call ran in (the queue's worker is ``batcher-<model>``).
+WHERE: list[str] = []
+
+
+async def run_now(fn: Any, *args: Any, deadline: float | None = None) -> tuple[Any, int, int]:
+    """An inline predict: returns without giving the loop a turn; notes where it ran."""
+    task = asyncio.current_task()
+    WHERE.append(task.get_name() if task is not None else "")
+    return fn(*args), 1, 2
+
+
+def test_requests_one_at_a_time_run_alone_without_the_queue() -> None:
+    """At c=1 batching costs nothing: after a few batches of one, requests run at once.
+
+    Only every PROBE_EVERY-th still takes the queue's turn of the loop, to
+    notice when requests start to overlap.
+    """
+    WHERE.clear()
+
+    async def main() -> list[Any]:
+        batcher = Batcher("m", Recorder().compute, run_now, max_batch_size=32)
+        x = np.ones((1, 4))
+        return [await batcher.submit(x, ["predict"], batch_key(x, ["predict"])) for _ in range(80)]
+
+    results = asyncio.run(main())
+    assert all(np.array_equal(r[0]["predict"], np.ones((1, 4)) * 2) for r in results)
+    queued = WHERE.count("batcher-m")
+    assert queued <= SOLO_AFTER + 80 // PROBE_EVERY, WHERE
+    assert len(WHERE) - queued >= 80 - SOLO_AFTER - 80 // PROBE_EVERY
+
+
+def test_concurrent_requests_batch_again_after_a_quiet_spell() -> None:
+    recorder = Recorder()
+
+    async def main() -> None:
+        batcher = Batcher("m", recorder.compute, run_now, max_batch_size=32)
+        x = np.ones((1, 4))
+        key = batch_key(x, ["predict"])
+        for _ in range(20):  # one at a time: solo
+            await batcher.submit(x, ["predict"], key)
+        recorder.batches.clear()
+        # at most PROBE_EVERY run alone before one queues and the rest join it
+        n = PROBE_EVERY + 24
+        await asyncio.gather(*(batcher.submit(x, ["predict"], key) for _ in range(n)))
+
+    asyncio.run(main())
+    sizes = [len(b) for b in recorder.batches]
+    assert sum(sizes) == PROBE_EVERY + 24
+    assert max(sizes) >= 24, sizes

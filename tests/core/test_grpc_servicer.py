@@ -293,17 +293,21 @@ def test_past_the_server_timeout_the_answer_is_deadline_exceeded(model: Arith) -
     assert details == "Request timed out after 0.05s"
 
 
-def test_a_client_deadline_moves_predict_off_the_event_loop(s: Stack, model: Arith) -> None:
+def test_a_client_deadline_keeps_predict_off_the_loop_until_it_proved_fast(
+    s: Stack, model: Arith
+) -> None:
     async def test(channel: grpc.aio.Channel) -> str:
         infer = rpc(channel, "ModelInfer")
+        await infer(infer_request(X), timeout=10)
         await infer(infer_request(X))
         await infer(infer_request(X), timeout=10)
         return threading.current_thread().name
 
     loop_thread = run(s, test)
-    without, with_deadline = model.threads
+    unproved, without, proved = model.threads
+    assert unproved.startswith("predict"), "an unproved predict with a deadline ran inline"
     assert without == loop_thread
-    assert with_deadline.startswith("predict"), "a request with a deadline ran inline"
+    assert proved == loop_thread, "a proved-fast predict with a roomy deadline left the loop"
 
 
 def test_past_the_concurrency_limit_the_answer_is_unavailable(model: Arith) -> None:

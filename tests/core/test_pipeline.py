@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from echo_model import EchoModel
 from inproc import (
+    WAIT_S,
     Arith,
     Disconnect,
     eventually,
@@ -175,7 +176,7 @@ def test_a_dynamic_table_selects_by_name_and_refuses_what_predict_did_not_return
 def test_a_dynamic_table_has_no_default_outputs_in_metadata_and_never_batches(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, "modelserver.dataplane"):
+    with caplog.at_level(logging.INFO, "modelserver.dataplane"):
         served = loaded(EchoModel("echo"), options(max_batch_size=8))
     assert served.batcher is None
     assert "batching is off" in caplog.text
@@ -283,7 +284,7 @@ def test_requests_for_different_outputs_are_not_merged_but_all_answered() -> Non
         assert_outputs(response, model.expected(x, names))
 
 
-def test_a_failing_row_fails_its_batch_with_the_models_error_mapped() -> None:
+def test_a_failing_row_fails_only_its_own_request_with_the_models_error_mapped() -> None:
     model = Arith()
     served = loaded(model, options(max_batch_size=64, predict_executor="thread"))
 
@@ -294,44 +295,72 @@ def test_a_failing_row_fails_its_batch_with_the_models_error_mapped() -> None:
             return_exceptions=True,
         )
 
-    results = asyncio.run(main())
-    assert len(model.calls) == 1, "the two requests were not one batch"
-    assert all(isinstance(r, InferenceError) for r in results), results
+    good, bad = asyncio.run(main())
+    assert [len(c) for c in model.calls] == [3, 2, 1], "not one batch, then each alone"
+    assert_outputs(good, model.expected(X, ["double", "total"]))
+    assert isinstance(bad, InferenceError), bad
     assert served.inflight == 0
+
+
+def test_a_slow_batch_does_not_hold_up_the_requests_behind_it() -> None:
+    """With a pool of several threads, a request queued behind a stuck predict runs beside it."""
+    model = Arith()
+    served = loaded(model, options(max_batch_size=8, predict_executor="thread"))
+    assert served.batcher is not None and served.batcher.parallel > 1
+
+    async def main() -> InferResponse:
+        model.block()
+        stuck = asyncio.ensure_future(
+            served.infer(request("arith", tensor("x", X)), RequestContext("t"))
+        )
+        await model.wait_entered()
+        try:
+            gate = model._gate
+            model._gate = None  # the next predict runs freely; the first still waits
+            quick = await asyncio.wait_for(
+                served.infer(request("arith", tensor("x", X + 1)), RequestContext("t")), WAIT_S
+            )
+        finally:
+            if gate is not None:
+                gate.set()
+        await stuck
+        return quick
+
+    quick = asyncio.run(main())
+    assert_outputs(quick, model.expected(X + 1, ["double", "total"]))
 
 
 # -- where predict runs -------------------------------------------------------------------------
 
 
-def test_a_limited_request_runs_predict_in_the_pool_never_inline() -> None:
+@pytest.mark.parametrize("batch", [0, 8], ids=["unbatched", "batcher"])
+def test_a_limited_request_runs_inline_only_once_predict_proved_fast_with_room(batch: int) -> None:
+    """A time limit forces the pool only while predict could outlast it.
+
+    Unproved (no call timed yet) or with little of the limit left, predict
+    runs in the pool, where the limit can interrupt the wait; once it has
+    proved fast and the limit leaves ample room, inline like any request.
+    """
     model = Arith()
-    served = loaded(model, options(predict_executor="inline"))
+    served = loaded(model, options(predict_executor="inline", max_batch_size=batch))
+    assert (served.batcher is not None) == bool(batch)
 
     async def main() -> str:
+        def ctx(left_s: float) -> RequestContext:
+            return RequestContext("t", deadline=asyncio.get_running_loop().time() + left_s)
+
+        await served.infer(request("arith", tensor("x", X)), ctx(30.0))  # nothing proved yet
         await served.infer(request("arith", tensor("x", X)), RequestContext("t"))
-        await served.infer(request("arith", tensor("x", X)), RequestContext("t", limited=True))
+        await served.infer(request("arith", tensor("x", X)), ctx(30.0))  # fast, ample room
+        await served.infer(request("arith", tensor("x", X)), ctx(0.005))  # too little left
         return threading.current_thread().name
 
     loop_thread = asyncio.run(main())
-    inline, limited = model.threads
-    assert inline == loop_thread
-    assert limited.startswith("predict"), limited
-
-
-def test_a_limited_request_goes_to_the_pool_through_the_batcher_too() -> None:
-    model = Arith()
-    served = loaded(model, options(predict_executor="inline", max_batch_size=8))
-    assert served.batcher is not None
-
-    async def main() -> str:
-        await served.infer(request("arith", tensor("x", X)), RequestContext("t"))
-        await served.infer(request("arith", tensor("x", X)), RequestContext("t", limited=True))
-        return threading.current_thread().name
-
-    loop_thread = asyncio.run(main())
-    inline, limited = model.threads
-    assert inline == loop_thread
-    assert limited.startswith("predict"), "a batch with a time limit ran on the event loop"
+    unproved, unlimited, roomy, tight = model.threads
+    assert unproved.startswith("predict"), "an unproved predict ran inline under a limit"
+    assert unlimited == loop_thread
+    assert roomy == loop_thread, "a proved-fast predict with ample time left went to the pool"
+    assert tight.startswith("predict"), "a predict with little time left ran inline"
 
 
 # -- clients that leave -------------------------------------------------------------------------

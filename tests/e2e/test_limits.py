@@ -222,7 +222,7 @@ def test_grpc_client_deadline_shorter_than_predict(busy_server: ServerProcess) -
 @pytest.fixture(
     params=[
         pytest.param(["--predict_executor=thread", "--max_threads=1"], id="thread_pool"),
-        pytest.param(["--max_batch_size=8"], id="batching"),
+        pytest.param(["--max_batch_size=8", "--max_threads=1"], id="batching"),
     ],
     scope="module",
 )

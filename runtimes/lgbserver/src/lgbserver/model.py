@@ -33,11 +33,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from lightgbm.basic import LightGBMError
-from modelserver import InvalidInput, Model, ModelLoadError, tabular, tensor_spec
+from modelserver import InvalidInput, Model, ModelLoadError, tabular, tensor_spec, without_optional
+
+# A Booster is served, never LightGBM's scikit-learn classes: their import of
+# scikit-learn (and SciPy's stack) would cost most of a second of every cold start.
+with without_optional("sklearn"):
+    import lightgbm as lgb
+    from lightgbm.basic import LightGBMError
 
 logger = logging.getLogger(__name__)
 

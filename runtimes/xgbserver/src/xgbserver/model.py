@@ -30,9 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xgboost as xgb
-from modelserver import Model, ModelLoadError, tabular, tensor_spec
-from xgboost.core import XGBoostError
+from modelserver import Model, ModelLoadError, tabular, tensor_spec, without_optional
+
+# A Booster is served, never xgboost's scikit-learn classes: their import of
+# scikit-learn (SciPy, pandas) would cost about a second of every cold start.
+with without_optional("sklearn"):
+    import xgboost as xgb
+    from xgboost.core import XGBoostError
 
 EXTENSIONS = (".json", ".ubj", ".bst")
 

@@ -29,6 +29,7 @@ from .errors import (
     ModelNotReady,
     ModelServerError,
 )
+from .imports import without_optional
 from .model import tabular
 from .model.base import Model
 from .model.discovery import find_model_file
@@ -94,4 +95,5 @@ __all__ = [
     "strings",
     "tabular",
     "tensor_spec",
+    "without_optional",
 ]

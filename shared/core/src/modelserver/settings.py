@@ -117,7 +117,10 @@ class Settings:
         minimum=0,
     )
     max_batch_size: int = setting(
-        0, "adaptive batching: most rows merged into one predict call (0: off)", minimum=0
+        32,
+        "adaptive batching: most rows merged into one predict call, for models that can "
+        "batch; requests arriving one at a time run alone (0: off)",
+        minimum=0,
     )
     max_batch_delay_ms: float = setting(
         0.0, "adaptive batching: how long a batch may wait for more requests", minimum=0

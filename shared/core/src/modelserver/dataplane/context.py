@@ -27,14 +27,21 @@ class RequestContext:
 
     #: Protocol label for metrics and traces (``v2-rest``, ``v1-rest``, ``v2-grpc``).
     protocol: str = ""
-    #: A time limit applies: predict must run where the limit can interrupt
-    #: the wait (the pool), never inline on the event loop.
-    limited: bool = False
+    #: When the request's time limit runs out (event-loop time), None without
+    #: one. Predict runs inline under a limit only when it has proved fast
+    #: enough to finish well inside what is left (``PredictRunner.inline_for``);
+    #: otherwise it runs in the pool, where the limit can interrupt the wait.
+    deadline: float | None = None
     #: Returns when the client has left (REST); None where the transport
     #: cancels the handler itself (gRPC) or cannot tell.
     disconnected: Callable[[], Awaitable[None]] | None = None
     #: The request's trace, when tracing is on.
     trace: RequestTrace | None = None
+
+    @property
+    def limited(self) -> bool:
+        """A time limit applies to this request."""
+        return self.deadline is not None
 
 
 async def abandon_on_disconnect(

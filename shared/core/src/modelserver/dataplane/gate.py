@@ -69,11 +69,15 @@ class _Tally:
         self.admitted = False
 
     def admit(self, ctx: RequestContext, deadline_s: float | None) -> float | None:
-        """Count the request in (ServerBusy past the limit); its time limit, if any."""
+        """Count the request in (ServerBusy past the limit); its time limit, if any.
+
+        The limit becomes the context's deadline (event-loop time).
+        """
         self.policy.admit()
         self.admitted = True
         limit = self.policy.limit(deadline_s)
-        ctx.limited = limit is not None
+        if limit is not None:
+            ctx.deadline = asyncio.get_running_loop().time() + limit
         return limit
 
     def failed(self, exc: BaseException, cancelled: ModelServerError | None = None) -> None:
@@ -132,7 +136,7 @@ class InferenceGate:
         tally = _Tally(self, model_name, ctx, grpc_status, headers)
         try:
             limit = tally.admit(ctx, deadline_s)
-            return await self.policy.bounded(work(ctx), limit)
+            return await self.policy.bounded(work(ctx), ctx.deadline, limit)
         except BaseException as exc:
             tally.failed(exc)
             raise
@@ -161,7 +165,7 @@ class InferenceGate:
         tally = _Tally(self, model_name, ctx, grpc_status, headers)
         try:
             limit = tally.admit(ctx, deadline_s)
-            deadline = None if limit is None else asyncio.get_running_loop().time() + limit
+            deadline = ctx.deadline
             items = start(ctx)
             first = await _next(items, deadline, limit)
         except BaseException as exc:

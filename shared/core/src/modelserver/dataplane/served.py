@@ -3,7 +3,8 @@
 The pipeline of one inference, in order: select the outputs (from the
 model's output table), preprocess (the model's, per request), batch or
 queue, run ``compute`` (inline on the event loop or in the pool, as the
-runner decides; in the pool whenever a time limit applies), then pack the
+runner decides; under a time limit inline only when predict is proved fast
+enough to end well inside it), then pack the
 outputs as tensors. Around it: metrics, Triton-style statistics, trace
 phases, the client's disconnect (queued work of a client that left is
 dropped) and the in-flight count that unload waits for. Errors from the
@@ -253,7 +254,7 @@ class ServedModel:
         if opts.max_batch_size <= 0:
             return None
         if not model.batchable or model.outputs.dynamic:
-            logger.warning("model %s: adaptive batching is off; this model cannot batch", self.name)
+            logger.info("model %s: adaptive batching is off; this model cannot batch", self.name)
             return None
         return Batcher(
             self.name,
@@ -263,6 +264,7 @@ class ServedModel:
             opts.max_batch_delay_s,
             observe=metrics.batch_observer(self.name) if opts.enable_metrics else None,
             executed=self._executed,
+            parallel=getattr(opts.executor, "_max_workers", 1),
         )
 
     def _executed(self, rows: int, start_ns: int, end_ns: int) -> None:
@@ -488,11 +490,17 @@ class ServedModel:
         key = batch_key(inputs, names) if batcher is not None else None
         queued_ns = time.time_ns()
         try:
+            queued = False
             if batcher is not None and key is not None:
-                work = batcher.submit(inputs, names, key, pool=ctx.limited)
+                rows = rows_of(inputs)
+                if batcher.alone(rows):
+                    work = batcher.run_alone(inputs, names, ctx.deadline, rows)
+                else:
+                    work = batcher.enqueue(inputs, names, key, ctx.deadline, rows)
+                    queued = True
             else:
-                work = self.runner.run(model.compute, inputs, names, pool=ctx.limited)
-            if key is None and self.runner.inline and not ctx.limited:
+                work = self.runner.run(model.compute, inputs, names, deadline=ctx.deadline)
+            if not queued and self.runner.inline_for(ctx.deadline):
                 results, start_ns, end_ns = await work
             else:
                 results, start_ns, end_ns = await abandon_on_disconnect(work, ctx.disconnected)

@@ -51,7 +51,9 @@ class Model(abc.ABC):
     #: Exceptions from the model's code that mean the input was wrong (answered 400).
     input_errors: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, IndexError)
     #: Whether concurrent requests may share one predict call (rows stacked);
-    #: the data plane batches only when this holds and ``--max_batch_size`` > 0.
+    #: the data plane batches only when this holds and ``--max_batch_size`` > 0
+    #: (the default). A model whose answer for a row depends on the other rows
+    #: of the call must set it False.
     batchable: bool = True
     #: The text a BYTES input of a warm-up request built from metadata holds:
     #: one the model takes (a fill-mask model needs its mask token in it).
