@@ -22,13 +22,12 @@ Per-request logging is off, as in kserve_iris.py. Run in bench/.envs/kserve:
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
-from kserve import Model, ModelServer, model_server
-from kserve.errors import InferenceError, ModelMissingError
-from kserve.utils.utils import get_predict_input, get_predict_response
+from kserve import Model, model_server
+from kserve.errors import ModelMissingError
+from kserve_iris import answer, arguments, serve  # its neighbour: what every KServe server does
 
 MODEL_FILES = (".json", ".ubj", ".bst", ".txt")
 
@@ -59,38 +58,27 @@ class BoosterModel(Model):
         return self.ready
 
     def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        try:
-            instances = get_predict_input(payload)
-            if self.framework == "xgboost":
-                import xgboost as xgb
+        return answer(payload, self.name, self._predict)
 
-                names = self._booster.feature_names  # KServe's as-is refuses unnamed arrays
-                matrix = xgb.DMatrix(instances, nthread=self.nthread, feature_names=names)
-                result = self._booster.predict(matrix)
-            else:
-                import pandas as pd
+    def _predict(self, instances: Any) -> Any:
+        if self.framework == "xgboost":
+            import xgboost as xgb
 
-                frame = pd.DataFrame(instances, columns=self._booster.feature_name())
-                result = self._booster.predict(frame)
-            return get_predict_response(payload, result, self.name)
-        except Exception as exc:
-            raise InferenceError(str(exc)) from exc
+            names = self._booster.feature_names  # KServe's as-is refuses unnamed arrays
+            matrix = xgb.DMatrix(instances, nthread=self.nthread, feature_names=names)
+            return self._booster.predict(matrix)
+        import pandas as pd
+
+        frame = pd.DataFrame(instances, columns=self._booster.feature_name())
+        return self._booster.predict(frame)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser])
-    parser.add_argument("--model_dir", required=True, help="directory holding the model file")
     parser.add_argument("--framework", required=True, choices=["xgboost", "lightgbm"])
     parser.add_argument("--nthread", type=int, default=1)
-    parser.add_argument("--request_logs", default="false", choices=["true", "false"])
-    args, _ = parser.parse_known_args()
-    model = BoosterModel(args.model_name, args.model_dir, args.framework, args.nthread)
-    model.load()
-    server = ModelServer()
-    if args.request_logs == "false":
-        logging.getLogger("uvicorn.access").disabled = True
-        logging.getLogger("kserve.trace").disabled = True
-    server.start([model])
+    args = arguments(parser)
+    serve(BoosterModel(args.model_name, args.model_dir, args.framework, args.nthread), args)
 
 
 if __name__ == "__main__":

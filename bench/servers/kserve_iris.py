@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +49,39 @@ class SKLearnModel(Model):
         return self.ready
 
     def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        try:
-            instances = get_predict_input(payload)
-            result = self._model.predict(instances)
-            return get_predict_response(payload, result, self.name)
-        except Exception as exc:
-            raise InferenceError(str(exc)) from exc
+        return answer(payload, self.name, self._model.predict)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(parents=[model_server.parser])
+def answer(payload: Any, name: str, predict: Callable[[Any], Any]) -> Any:
+    """KServe's per-request path: the protocol's input, ``predict``, its response."""
+    try:
+        instances = get_predict_input(payload)
+        return get_predict_response(payload, predict(instances), name)
+    except Exception as exc:
+        raise InferenceError(str(exc)) from exc
+
+
+def arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """KServe's flags plus ours (--model_dir, --request_logs)."""
     parser.add_argument("--model_dir", required=True, help="directory holding the model file")
     parser.add_argument("--request_logs", default="false", choices=["true", "false"])
     args, _ = parser.parse_known_args()
-    model = SKLearnModel(args.model_name, args.model_dir)
+    return args
+
+
+def serve(model: Model, args: argparse.Namespace) -> None:
+    """Load ``model`` and serve it with kserve.ModelServer, per-request logs as asked."""
     model.load()
     server = ModelServer()  # reads --http_port, --grpc_port, --workers... itself
     if args.request_logs == "false":
         logging.getLogger("uvicorn.access").disabled = True
         logging.getLogger("kserve.trace").disabled = True
     server.start([model])
+
+
+def main() -> None:
+    args = arguments(argparse.ArgumentParser(parents=[model_server.parser]))
+    serve(SKLearnModel(args.model_name, args.model_dir), args)
 
 
 if __name__ == "__main__":
