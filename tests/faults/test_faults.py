@@ -222,6 +222,7 @@ def test_worker_death_then_sigterm_under_load(
         _answered(load, replaced_at, "answers after the replacement")
         assert server.proc is not None
         term_at = time.monotonic()
+        load.stopping.set()
         server.proc.send_signal(signal.SIGTERM)
         code = server.proc.wait(60)
         load.stop.set()

@@ -194,7 +194,13 @@ class Batcher:
     async def run_alone(
         self, inputs: Any, names: list[str], deadline: float | None, rows: int
     ) -> Batched:
-        """One request's predict, now (see ``alone``); requests arriving meanwhile queue."""
+        """One request's predict, now (see ``alone``); requests arriving meanwhile queue.
+
+        Observed as a batch of one, as a request that queued alone is: the batch
+        metrics count every request the batcher answered.
+        """
+        if self.observe is not None:
+            self.observe(1, rows)
         self._alone += 1
         try:
             return await self._alone_call(inputs, names, deadline, rows)
