@@ -353,8 +353,12 @@ def first_request(subject: Subject, models: Path, starts: int) -> list[dict]:
 
 
 def _varied(meta: dict, n_rows: int, binary: bool, count: int) -> list[Request]:
-    """``count`` requests of ``n_rows`` rows whose values all differ: every one a miss."""
-    rows = _iris_rows(n_rows)
+    """``count`` requests of ``n_rows`` rows whose values all differ: every one a miss.
+
+    JSON and binary get other values: the cache keys the decoded tensors, so the
+    same rows sent both ways are one entry.
+    """
+    rows = _iris_rows(n_rows) + (0.5 if binary else 0.0)
     return [_request(meta, rows + 1e-3 * (i + 1), binary) for i in range(count)]
 
 
