@@ -590,8 +590,15 @@ def test_a_hub_id_in_the_local_cache_is_served_offline(samples, tmp_path: Path) 
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "0"}
-    with ServerProcess(MODULE, ["--model_name=c", "--model_id=someone/classifier", *FLAGS], env):
-        pass  # ready: loaded from the cache, the offline switches set whatever the env said
+    with ServerProcess(
+        MODULE, ["--model_name=c", "--model_id=someone/classifier", *FLAGS], env
+    ) as server:
+        # Ready means loaded from the cache, whatever HF_HUB_OFFLINE said; and it answers.
+        text = {"name": "text", "shape": [1, 1], "datatype": "BYTES", "data": ["a fine day"]}
+        reply = v2_post(server, "c", {"inputs": [text]})
+        assert reply.status_code == 200, reply.text
+        (label,) = [o for o in reply.json()["outputs"] if o["name"] == "label"]
+        assert label["shape"] == [1] and isinstance(label["data"][0], str)
 
 
 def test_an_engine_that_is_not_here_is_refused(samples) -> None:

@@ -33,7 +33,7 @@ from samples.torch_models import compiler
 from serverproc import ServerProcess, metric, run_to_exit
 from tritonclient.utils import InferenceServerException
 
-pytest.importorskip("torchserver")
+pytest.importorskip("torchserver", reason="the torchserver runtime is not installed")
 
 pytestmark = pytest.mark.e2e
 

@@ -25,6 +25,7 @@ table has :data:`EMBEDDING` and :data:`TOKEN_COUNT` for one text input.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import math
@@ -136,6 +137,7 @@ class TextGenerator:
         """The prompt for a chat (OpenAI's ``messages``): the model's chat template applied."""
         raise InvalidInput("This model has no chat template; use completions")
 
+    @abc.abstractmethod
     def generate(self, job: Generation, emit: Emit) -> None:
         """Write ``job`` (blocking, in a thread of its own), giving each piece to ``emit``.
 
